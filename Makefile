@@ -1,0 +1,46 @@
+# Set-up and everyday commands. `make run` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCALES := ru en
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test setup system-packages i18n bench clean
+
+run: setup
+	$(BIN)/reporter render kz-us
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: system-packages $(STAMP)
+
+# WeasyPrint subsets fonts twice as fast with HarfBuzz's subsetter; pdftotext/pdffonts read PDFs back in tests.
+system-packages:
+	@./scripts/system-packages
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Babel's tools: extract strings from code and templates, merge into each catalogue, compile to check.
+i18n: setup
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1,2 -k _ -k gettext -k ngettext:1,2 \
+	  --no-location --sort-output --project reporter -o reporter/locale/messages.pot reporter templates
+	for lang in $(LOCALES); do \
+	  if [ -f reporter/locale/$$lang/LC_MESSAGES/messages.po ]; then \
+	    $(BIN)/pybabel update --no-fuzzy-matching -i reporter/locale/messages.pot -d reporter/locale -l $$lang; \
+	  else \
+	    $(BIN)/pybabel init -i reporter/locale/messages.pot -d reporter/locale -l $$lang; \
+	  fi; \
+	done
+	$(BIN)/pybabel compile --statistics -d reporter/locale
+
+bench: setup
+	$(BIN)/python benchmarks/render_bench.py
+
+clean:
+	rm -rf $(VENV) output
