@@ -19,6 +19,41 @@ from .errors import ConfigError, Problem
 
 DEFAULT_CONFIG = "reports.toml"
 FORMATS = ("pdf", "html")
+CATCH_UP = ("skip", "latest", "all")
+SEND_IF = ("always", "changed")
+RECIPIENT_KINDS = ("to", "cc", "bcc")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"6h"``, ``"1d"`` -> seconds; ``ValueError`` otherwise."""
+    match = DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '30m', '6h' or '1d'")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """``"10MB"`` -> bytes (powers of 1024); ``ValueError`` otherwise."""
+    match = SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a size like '10MB'")
+    return int(float(match.group(1)) * 1024 ** ("B", "KB", "MB", "GB").index(match.group(2).upper()))
+
+
+def valid_address(text: str) -> bool:
+    """True for a plain addr-spec (``name@example.org``) that the email package accepts."""
+    from email.headerregistry import Address  # noqa: PLC0415
+    from email.errors import HeaderParseError  # noqa: PLC0415
+
+    if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", text):
+        return False
+    try:
+        Address(addr_spec=text)
+    except (HeaderParseError, ValueError, IndexError):
+        return False
+    return True
 CHART_KINDS = ("series", "shares", "timeline")
 REPORT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 LANG = re.compile(r"^[a-z]{2,3}$")
@@ -41,6 +76,29 @@ class ChartSpec:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Someone who gets a report's edition by email, in one language."""
+
+    email: str
+    name: str
+    lang: str
+    kind: str = "to"  # to | cc | bcc
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """``[email]``: sender, reply-to, subject per language, size limit and TLS trust."""
+
+    sender: str = ""
+    reply_to: str = ""
+    subject: dict[str, str] = field(default_factory=dict)
+    max_bytes: int = 10 * 1024 * 1024
+    ca_file: Path | None = None
+    attempts: int = 4
+    backoff_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
 class Report:
     """One report as configured under ``[reports.<id>]``."""
 
@@ -54,6 +112,12 @@ class Report:
     timezone: ZoneInfo
     schedule: str | None
     charts: tuple[ChartSpec, ...] = ()
+    catch_up: str = "latest"
+    grace_seconds: float = 6 * 3600
+    timeout_seconds: float = 600
+    short_title: dict[str, str] = field(default_factory=dict)
+    recipients: tuple[Recipient, ...] = ()
+    send_if: str = "always"
 
 
 @dataclass(frozen=True)
@@ -67,6 +131,10 @@ class Project:
     output_dir: Path
     reports: dict[str, Report] = field(default_factory=dict)
     locales: dict[str, str] = field(default_factory=dict)
+    state_path: Path | None = None
+    workers: int = 0
+    max_tasks_per_worker: int = 20
+    email: EmailSettings = field(default_factory=EmailSettings)
 
     def locale_of(self, lang: str) -> str:
         """The Babel locale that formats ``lang`` (``en`` -> ``en_GB`` if so configured)."""
@@ -148,8 +216,12 @@ def _kind(value: Any) -> str:
 
 REPORT_KEYS = {
     "title", "datasets", "template", "narrative", "languages", "formats", "timezone",
-    "schedule", "charts",
+    "schedule", "charts", "catch_up", "grace", "timeout", "short_title", "recipients",
+    "recipients_file", "send_if",
 }
+PROJECT_KEYS = {"data", "templates", "output", "locales", "state", "workers", "max_tasks_per_worker"}
+EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff"}
+RECIPIENT_KEYS = {"email", "name", "lang", "kind"}
 CHART_KEYS = {"kind", "title", "dataset", "resource", "x", "y", "unit", "highlight", "facts"}
 
 
@@ -168,9 +240,9 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
         raise ConfigError([Problem(name, "", f"not valid TOML: {exc}")]) from None
 
     check = _Checker(name)
-    top = check.table(raw, "", {"project", "reports"}, {"reports"})
+    top = check.table(raw, "", {"project", "reports", "email"}, {"reports"})
     root = path.parent
-    folders = check.table(top.get("project", {}), "project", {"data", "templates", "output", "locales"})
+    folders = check.table(top.get("project", {}), "project", PROJECT_KEYS)
 
     def folder(key: str, default: str) -> Path:
         value = check.string(folders.get(key, default), f"project.{key}") or default
@@ -197,9 +269,68 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
             reports[report_id] = report
     if not reports and not check.problems:
         check.problem("reports", "no reports defined")
+    state = folders.get("state", "state/reporter.sqlite")
+    state_path = (root / (check.string(state, "project.state") or "state/reporter.sqlite")).resolve()
+    workers = folders.get("workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        check.problem("project.workers", "expected a whole number of worker processes (0: one per core)")
+    max_tasks = folders.get("max_tasks_per_worker", 20)
+    if not isinstance(max_tasks, int) or isinstance(max_tasks, bool) or max_tasks < 1:
+        check.problem("project.max_tasks_per_worker", "expected a whole number, at least 1")
+    email = _email(check, top.get("email", {}), root, {lang for r in reports.values() for lang in r.languages})
     if check.problems:
         raise ConfigError(check.problems)
-    return Project(path, root, data_dir, templates_dir, output_dir, reports, locales)
+    return Project(path, root, data_dir, templates_dir, output_dir, reports, locales,
+                   state_path=state_path, workers=workers, max_tasks_per_worker=max_tasks, email=email)
+
+
+DEFAULT_SUBJECT = "{title}, {date}"
+
+
+def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailSettings:
+    table = check.table(raw, "email", EMAIL_KEYS)
+    sender = table.get("from", "")
+    if sender and not (isinstance(sender, str) and valid_address(_addr_spec(sender))):
+        check.problem("email.from", f"{sender!r} is not an email address")
+    reply_to = table.get("reply_to", "")
+    if reply_to and not (isinstance(reply_to, str) and valid_address(_addr_spec(reply_to))):
+        check.problem("email.reply_to", f"{reply_to!r} is not an email address")
+    subject = {}
+    if "subject" in table:
+        subject = check.per_language(table["subject"], "email.subject", tuple(sorted(languages)))
+        for lang, text in subject.items():
+            unknown = set(re.findall(r"{(\w*)}", text)) - {"title", "date", "report"}
+            if unknown:
+                check.problem(f"email.subject.{lang}", f"unknown placeholder(s) {', '.join(sorted(unknown))} (use {{title}}, {{date}}, {{report}})")
+    max_bytes = EmailSettings.max_bytes
+    if "max_size" in table:
+        try:
+            max_bytes = parse_size(str(table["max_size"]))
+        except ValueError as exc:
+            check.problem("email.max_size", str(exc))
+    ca_file = None
+    if "ca_file" in table and (name := check.string(table["ca_file"], "email.ca_file")):
+        ca_file = (root / name).resolve()
+        if not ca_file.is_file():
+            check.problem("email.ca_file", f"{ca_file} does not exist")
+    attempts = table.get("attempts", EmailSettings.attempts)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
+        check.problem("email.attempts", "expected a whole number from 1 to 20")
+        attempts = EmailSettings.attempts
+    backoff = EmailSettings.backoff_seconds
+    if "backoff" in table:
+        try:
+            backoff = parse_duration(str(table["backoff"]))
+        except ValueError as exc:
+            check.problem("email.backoff", str(exc))
+    return EmailSettings(sender=sender, reply_to=reply_to, subject=subject, max_bytes=max_bytes,
+                         ca_file=ca_file, attempts=attempts, backoff_seconds=backoff)
+
+
+def _addr_spec(text: str) -> str:
+    from email.utils import parseaddr  # noqa: PLC0415
+
+    return parseaddr(text)[1] if "<" in text else text
 
 
 def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path, templates_dir: Path) -> Report | None:
@@ -254,12 +385,77 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
         chart for chart_id, spec in check.table(table.get("charts", {}), f"{key}.charts", set(table.get("charts", {}) or {})).items()
         if (chart := _chart(check, f"{key}.charts.{chart_id}", chart_id, spec, languages, datasets))
     )
+    catch_up = table.get("catch_up", "latest")
+    if catch_up not in CATCH_UP:
+        check.problem(f"{key}.catch_up", f"{catch_up!r} is not one of {', '.join(CATCH_UP)}")
+    durations = {}
+    for name, default in (("grace", "6h"), ("timeout", "10m")):
+        try:
+            durations[name] = parse_duration(str(table.get(name, default)))
+        except ValueError as exc:
+            check.problem(f"{key}.{name}", str(exc))
+    send_if = table.get("send_if", "always")
+    if send_if not in SEND_IF:
+        check.problem(f"{key}.send_if", f"{send_if!r} is not one of {', '.join(SEND_IF)}")
+    short_title = check.per_language(table["short_title"], f"{key}.short_title", languages) if "short_title" in table else title
+    recipients = _recipients(check, key, table, languages)
     if len(check.problems) > before:
         return None
     return Report(
         id=report_id, title=title, datasets=datasets, template=template or "", narrative=narrative,
         languages=languages, formats=formats, timezone=zone, schedule=schedule, charts=charts,
+        catch_up=catch_up, grace_seconds=durations["grace"], timeout_seconds=durations["timeout"],
+        short_title=short_title, recipients=recipients, send_if=send_if,
     )
+
+
+def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ...]) -> tuple[Recipient, ...]:
+    """Recipients from ``recipients`` tables and an optional ``recipients_file`` CSV."""
+    entries: list[tuple[str, dict]] = []
+    raw = table.get("recipients", [])
+    if not isinstance(raw, list):
+        check.problem(f"{key}.recipients", "expected a list of tables ([[reports.ID.recipients]])")
+        raw = []
+    entries += [(f"{key}.recipients[{i}]", item) for i, item in enumerate(raw)]
+    if "recipients_file" in table and (name := check.string(table["recipients_file"], f"{key}.recipients_file")):
+        path = (Path(check.file).parent / name).resolve()
+        try:
+            import csv  # noqa: PLC0415
+
+            with path.open(encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    entries.append((f"line {reader.line_num}", {k: v for k, v in row.items() if v not in ("", None)}))
+        except FileNotFoundError:
+            check.problem(f"{key}.recipients_file", f"{path} does not exist")
+        except UnicodeDecodeError as exc:
+            check.problem(f"{key}.recipients_file", f"{path} is not valid UTF-8 ({exc.reason})")
+        file_entries = [e for e in entries if e[0].startswith("line ")]
+        entries = [e for e in entries if not e[0].startswith("line ")] + [(f"{path}:{where}", item) for where, item in file_entries]
+    out: list[Recipient] = []
+    seen: set[str] = set()
+    for where, item in entries:
+        item = check.table(item, where, RECIPIENT_KEYS, {"email", "lang"})
+        if not item:
+            continue
+        email = item.get("email")
+        if not isinstance(email, str) or not valid_address(email):
+            check.problem(f"{where}.email", f"{email!r} is not an email address")
+            continue
+        lang = item.get("lang")
+        if lang not in languages:
+            check.problem(f"{where}.lang", f"{lang!r} is not one of the report's languages ({', '.join(languages)})")
+            continue
+        kind = item.get("kind", "to")
+        if kind not in RECIPIENT_KINDS:
+            check.problem(f"{where}.kind", f"{kind!r} is not one of {', '.join(RECIPIENT_KINDS)}")
+            continue
+        if email.lower() in seen:
+            check.problem(f"{where}.email", f"{email} is listed twice")
+            continue
+        seen.add(email.lower())
+        out.append(Recipient(email=email, name=str(item.get("name", "")), lang=lang, kind=kind))
+    return tuple(out)
 
 
 def _chart(check: _Checker, key: str, chart_id: str, raw: Any, languages: tuple[str, ...], datasets: tuple[str, ...]) -> ChartSpec | None:

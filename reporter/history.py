@@ -1,0 +1,322 @@
+"""The history: a ledger of runs, their artifacts, and deliveries, in SQLite (SQLAlchemy Core).
+
+Everything goes through :class:`History`, a small storage interface, so that SQLite today and
+PostgreSQL later differ only in the URL. SQLite runs in WAL mode with ``BEGIN IMMEDIATE``
+transactions: a crash mid-write leaves the last committed state, and two processes that claim
+the same scheduled slot cannot both win. A locked or damaged file raises
+:class:`~reporter.errors.StateError`; it is never silently replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+
+from .errors import Problem, StateError
+
+metadata = sa.MetaData()
+
+slots = sa.Table(
+    "slots", metadata,
+    sa.Column("report", sa.String, primary_key=True),
+    sa.Column("slot", sa.String, primary_key=True, doc="scheduled fire time, UTC ISO 8601"),
+    sa.Column("edition_date", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
+    sa.Column("run_id", sa.Integer),
+)
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("report", sa.String, nullable=False, index=True),
+    sa.Column("edition_date", sa.String, nullable=False),
+    sa.Column("slot", sa.String, doc="scheduled fire time (UTC) or NULL for a manual render"),
+    sa.Column("trigger", sa.String, nullable=False, doc="manual | schedule | catch-up | run-due"),
+    sa.Column("started_at", sa.String, nullable=False),
+    sa.Column("finished_at", sa.String),
+    sa.Column("status", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
+    sa.Column("error", sa.Text),
+    sa.Column("owner", sa.String, nullable=False, doc="host:pid of the process that ran it"),
+)
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("path", sa.String, nullable=False),
+    sa.Column("lang", sa.String, nullable=False),
+    sa.Column("format", sa.String, nullable=False),
+    sa.Column("sha256", sa.String, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+)
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("report", sa.String, primary_key=True),
+    sa.Column("edition_date", sa.String, primary_key=True),
+    sa.Column("lang", sa.String, primary_key=True),
+    sa.Column("recipient", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False, doc="pending | sent | failed | rejected"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("reply", sa.Text, doc="the server's last reply, e.g. '250 OK' or '550 no such user'"),
+    sa.Column("message_id", sa.String),
+    sa.Column("sha256", sa.String, doc="sha256 of the attached PDF"),
+    sa.Column("updated_at", sa.String, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False, default=False),
+)
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str
+    lang: str
+    format: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    report: str
+    edition_date: str
+    slot: str | None
+    trigger: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    error: str | None
+    owner: str
+    artifacts: tuple[ArtifactRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    report: str
+    edition_date: str
+    lang: str
+    recipient: str
+    kind: str
+    status: str
+    attempts: int
+    reply: str | None
+    message_id: str | None
+    sha256: str | None
+    updated_at: str
+    forced: bool
+
+
+class History:
+    """The run and delivery ledger behind a database URL (``sqlite:///path`` by default)."""
+
+    def __init__(self, url: str, *, where: str | None = None) -> None:
+        self.where = where or url
+        self.engine = sa.create_engine(url, connect_args={"timeout": 10} if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            self._sqlite_pragmas()
+        try:
+            metadata.create_all(self.engine)
+        except DatabaseError as exc:
+            raise self._error(exc) from None
+
+    @classmethod
+    def at(cls, path: Path) -> "History":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}", where=str(path))
+
+    def _sqlite_pragmas(self) -> None:
+        # pysqlite's own transaction handling defers BEGIN; take control so every write
+        # transaction is BEGIN IMMEDIATE (the documented SQLAlchemy recipe).
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _error(self, exc: Exception) -> StateError:
+        text = str(getattr(exc, "orig", exc))
+        if "locked" in text:
+            message = "the history database is locked by another process; try again"
+        elif "not a database" in text or "malformed" in text:
+            message = f"the history database is damaged ({text}); move it aside to start a new one"
+        else:
+            message = f"cannot use the history database: {text}"
+        return StateError([Problem(self.where, "", message)])
+
+    def _run(self, fn):
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except (OperationalError, DatabaseError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            raise self._error(exc) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def start_run(self, report: str, edition_date: date, trigger: str, now: datetime,
+                  slot: datetime | None = None) -> int | None:
+        """Record a run as started and return its id.
+
+        With a ``slot``, first claims it: returns ``None`` if that slot already ran (``ok``,
+        ``failed``, ``skipped``) or is running, so a slot never runs twice. An ``abandoned``
+        slot (its process died) may be claimed again.
+        """
+        def claim(conn: sa.Connection) -> int | None:
+            slot_key = _iso(slot) if slot else None
+            if slot_key:
+                row = conn.execute(sa.select(slots.c.state).where(
+                    slots.c.report == report, slots.c.slot == slot_key)).first()
+                if row and row.state != "abandoned":
+                    return None
+            run_id = conn.execute(runs.insert().values(
+                report=report, edition_date=edition_date.isoformat(), slot=slot_key, trigger=trigger,
+                started_at=_iso(now), status="running", owner=OWNER)).inserted_primary_key[0]
+            if slot_key:
+                values = dict(edition_date=edition_date.isoformat(), state="running", run_id=run_id)
+                updated = conn.execute(slots.update().where(
+                    slots.c.report == report, slots.c.slot == slot_key).values(**values)).rowcount
+                if not updated:
+                    conn.execute(slots.insert().values(report=report, slot=slot_key, **values))
+            return run_id
+        return self._run(claim)
+
+    def skip_slot(self, report: str, edition_date: date, slot: datetime, now: datetime, reason: str,
+                  trigger: str = "catch-up") -> bool:
+        """Record a slot as skipped (catch-up policy); False if it was already decided."""
+        run_id = self.start_run(report, edition_date, trigger, now, slot)
+        if run_id is None:
+            return False
+        self.finish_run(run_id, "skipped", now, error=reason)
+        return True
+
+    def finish_run(self, run_id: int, status: str, now: datetime, *, error: str | None = None,
+                   files: Sequence[Any] = ()) -> None:
+        """Record how a run ended and, for ``ok``, the artifacts it wrote."""
+        def finish(conn: sa.Connection) -> None:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, finished_at=_iso(now), error=error))
+            conn.execute(slots.update().where(slots.c.run_id == run_id).values(state=status))
+            for item in files:
+                conn.execute(artifacts.insert().values(
+                    run_id=run_id, path=str(item.path), lang=item.lang, format=item.format,
+                    sha256=item.sha256, size=item.size))
+        self._run(finish)
+
+    def abandon_running(self, now: datetime, owner_alive=lambda owner: False) -> list[int]:
+        """Mark runs whose process is gone as ``abandoned``; return their ids.
+
+        Called at start-up by the process holding the scheduler lock: a run still marked
+        ``running`` then belongs to a process that died (``kill -9``, power loss).
+        """
+        def sweep(conn: sa.Connection) -> list[int]:
+            stale = [row.id for row in conn.execute(sa.select(runs.c.id, runs.c.owner).where(runs.c.status == "running"))
+                     if not owner_alive(row.owner)]
+            if stale:
+                conn.execute(runs.update().where(runs.c.id.in_(stale)).values(
+                    status="abandoned", finished_at=_iso(now), error="the process running it stopped before it finished"))
+                conn.execute(slots.update().where(slots.c.run_id.in_(stale)).values(state="abandoned"))
+            return stale
+        return self._run(sweep)
+
+    def slot_state(self, report: str, slot: datetime) -> str | None:
+        def get(conn: sa.Connection) -> str | None:
+            row = conn.execute(sa.select(slots.c.state).where(slots.c.report == report, slots.c.slot == _iso(slot))).first()
+            return row.state if row else None
+        return self._run(get)
+
+    def last_slot(self, report: str) -> datetime | None:
+        """The newest scheduled slot ever decided for a report (whatever its outcome)."""
+        def get(conn: sa.Connection) -> datetime | None:
+            value = conn.execute(sa.select(sa.func.max(slots.c.slot)).where(slots.c.report == report)).scalar()
+            return datetime.fromisoformat(value) if value else None
+        return self._run(get)
+
+    def runs(self, report: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first, each with its artifacts."""
+        def get(conn: sa.Connection) -> list[RunRecord]:
+            query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+            if report:
+                query = query.where(runs.c.report == report)
+            rows = conn.execute(query).mappings().all()
+            files: dict[int, list[ArtifactRecord]] = {}
+            if rows:
+                for a in conn.execute(sa.select(artifacts).where(artifacts.c.run_id.in_([r["id"] for r in rows]))).mappings():
+                    files.setdefault(a["run_id"], []).append(ArtifactRecord(a["path"], a["lang"], a["format"], a["sha256"], a["size"]))
+            return [RunRecord(**r, artifacts=tuple(files.get(r["id"], ()))) for r in rows]
+        return self._run(get)
+
+    def latest_ok(self, report: str, edition_date: date) -> RunRecord | None:
+        """The newest successful run of an edition: what may be delivered."""
+        def get(conn: sa.Connection) -> int | None:
+            return conn.execute(sa.select(sa.func.max(runs.c.id)).where(
+                runs.c.report == report, runs.c.edition_date == edition_date.isoformat(),
+                runs.c.status == "ok")).scalar()
+        run_id = self._run(get)
+        if run_id is None:
+            return None
+        return next(r for r in self.runs(report, limit=10_000) if r.id == run_id)
+
+    # --- deliveries ---------------------------------------------------------------------
+
+    def delivery(self, report: str, edition_date: date, lang: str, recipient: str) -> DeliveryRecord | None:
+        def get(conn: sa.Connection) -> DeliveryRecord | None:
+            row = conn.execute(sa.select(deliveries).where(
+                deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
+                deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower())).mappings().first()
+            return DeliveryRecord(**row) if row else None
+        return self._run(get)
+
+    def record_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
+                        status: str, attempts: int, reply: str | None, now: datetime,
+                        message_id: str | None = None, sha256: str | None = None, forced: bool = False) -> None:
+        """Insert or update the one ledger row of (report, edition, language, recipient)."""
+        key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
+        values = dict(kind=kind, status=status, attempts=attempts, reply=reply, message_id=message_id,
+                      sha256=sha256, updated_at=_iso(now), forced=forced)
+
+        def upsert(conn: sa.Connection) -> None:
+            where = [deliveries.c[k] == v for k, v in key.items()]
+            if not conn.execute(deliveries.update().where(*where).values(**values)).rowcount:
+                conn.execute(deliveries.insert().values(**key, **values))
+        self._run(upsert)
+
+    def deliveries(self, report: str | None = None, edition_date: date | None = None) -> list[DeliveryRecord]:
+        def get(conn: sa.Connection) -> list[DeliveryRecord]:
+            query = sa.select(deliveries).order_by(deliveries.c.edition_date.desc(), deliveries.c.lang, deliveries.c.recipient)
+            if report:
+                query = query.where(deliveries.c.report == report)
+            if edition_date:
+                query = query.where(deliveries.c.edition_date == edition_date.isoformat())
+            return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
+        return self._run(get)
+
+    def last_sent_sha256(self, report: str, lang: str, before: date) -> str | None:
+        """The PDF digest of the newest earlier edition delivered in ``lang`` (for send_if = "changed")."""
+        def get(conn: sa.Connection) -> str | None:
+            row = conn.execute(sa.select(deliveries.c.sha256).where(
+                deliveries.c.report == report, deliveries.c.lang == lang, deliveries.c.status == "sent",
+                deliveries.c.edition_date < before.isoformat()).order_by(deliveries.c.edition_date.desc()).limit(1)).first()
+            return row.sha256 if row else None
+        return self._run(get)
