@@ -304,4 +304,4 @@ def _check_foreign_keys(table: Table, schema: dict, tables: dict[str, Table], pr
             if None not in value and value not in known:
                 shown = ", ".join(map(str, value))
                 problems.append(Problem(str(table.path), f"line {line}, column {', '.join(map(repr, fields))}",
-                                        f"{shown!r} is not a {'/'.join(ref_fields)} in {target.path.name} (resource {target_name!r})"))
+                                        f"{shown!r} matches no {'/'.join(ref_fields)} in {target.path.name} (resource {target_name!r})"))

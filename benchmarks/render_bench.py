@@ -1,0 +1,85 @@
+"""Cold `reporter render` against the bare cost of its parts, measured side by side in one run.
+
+The parts, each done bare in a fresh process: importing WeasyPrint and matplotlib, drawing the
+same charts, and WeasyPrint writing the same HTML to PDF. Rounds alternate between the two so
+that load on this shared machine hits both alike; medians are compared. Also times `--help`.
+Usage: python benchmarks/render_bench.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = "2025-11-05"
+
+BARE = r'''
+import sys
+from pathlib import Path
+import matplotlib.figure, weasyprint
+from reporter import charts, config, datasets, i18n
+root = Path(sys.argv[1]); html_dir = Path(sys.argv[2])
+project = config.load(root / "reports.toml"); report = project.report("kz-us")
+data = datasets.load(project.data_dir, "kz-us")
+for code in report.languages:
+    lang = i18n.language(code, project.locale_of(code))
+    for spec in report.charts:
+        charts.draw(spec, data, lang, project.templates_dir / "fonts")
+for code in report.languages:
+    html = (html_dir / f"{code}.html").read_text(encoding="utf-8")
+    weasyprint.HTML(string=html, base_url=str(project.templates_dir) + "/").write_pdf()
+'''
+
+
+def prepare(folder: Path) -> None:
+    """Save the exact HTML the render gives WeasyPrint, so the bare run lays out the same pages."""
+    from datetime import date
+
+    from reporter import build, charts, config, i18n, render
+
+    project = config.load(ROOT / "reports.toml")
+    report = project.report("kz-us")
+    loaded = build.load_datasets(project, report)
+    for code in report.languages:
+        lang = i18n.language(code, project.locale_of(code))
+        drawn = {s.id: charts.draw(s, loaded[0], lang, project.templates_dir / "fonts") for s in report.charts}
+        html = render.html(render.context(report, lang, date.fromisoformat(DAY), "pdf", loaded, drawn), project.templates_dir)
+        (folder / f"{code}.html").write_text(html, encoding="utf-8")
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        prepare(folder)
+        render_cmd = [python, "-m", "reporter", "render", "kz-us", "--date", DAY, "--output", str(folder / "out")]
+        bare_cmd = [python, "-c", BARE, str(ROOT), str(folder)]
+        help_cmd = [python, "-m", "reporter", "--help"]
+        timed(render_cmd), timed(bare_cmd)  # warm the OS file cache for both alike
+        render_times, bare_times, help_times = [], [], []
+        for _ in range(rounds):
+            render_times.append(timed(render_cmd))
+            bare_times.append(timed(bare_cmd))
+            help_times.append(timed(help_cmd))
+    render_s, bare_s, help_s = (statistics.median(t) for t in (render_times, bare_times, help_times))
+    print(f"rounds: {rounds} (medians; all runs: render {[round(t, 2) for t in render_times]}, bare {[round(t, 2) for t in bare_times]})")
+    print(f"cold `reporter render kz-us` (ru+en, pdf+html): {render_s:.2f} s")
+    print(f"bare parts (imports, charts, WeasyPrint on the same HTML): {bare_s:.2f} s")
+    print(f"ratio render / bare parts: {render_s / bare_s:.2f}  (target <= 1.20)")
+    print(f"`reporter --help`: {help_s * 1000:.0f} ms  (target < 300 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""What a render may read, what it does on errors, and that it never leaves half a file."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from conftest import EDITION, ROOT, run_cli, write_project
+from reporter import build, config, render
+from reporter.errors import RenderError
+
+
+def _templates(tmp_path: Path) -> Path:
+    target = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", target)
+    return target
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_unknown_fact_in_narrative_names_template_and_line(tmp_path: Path) -> None:
+    templates = _templates(tmp_path)
+    narrative = templates / "kz-us" / "narrative.en.html.j2"
+    _edit(narrative, 'fact("us_companies_in_kz")', 'fact("us_companys_in_kz")')
+    line = next(i for i, text in enumerate(narrative.read_text().splitlines(), 1) if "us_companys_in_kz" in text)
+    config_path = write_project(tmp_path, templates=templates)
+    previous = tmp_path / "output" / "kz-us" / EDITION
+    previous.mkdir(parents=True)
+    (previous / "kz-us.ru.pdf").write_bytes(b"earlier")
+    result = run_cli("--config", str(config_path), "render", "kz-us", "--date", EDITION)
+    assert result.returncode == 1
+    assert f"narrative.en.html.j2:line {line}: unknown fact id 'us_companys_in_kz'" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Russian rendered fine in memory, but nothing is written when any part fails.
+    assert [p.name for p in previous.iterdir()] == ["kz-us.ru.pdf"]
+    assert (previous / "kz-us.ru.pdf").read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize(("src", "expected"), [
+    ("https://example.org/logo.png", "refused to fetch https://example.org/logo.png"),
+    ("file:///etc/hostname", "refused to read /etc/hostname: outside the project's folders"),
+    ("fonts/missing.png", "missing resource"),
+])
+def test_weasyprint_reads_only_local_project_files(tmp_path: Path, src: str, expected: str) -> None:
+    templates = _templates(tmp_path)
+    _edit(templates / "brief.html.j2", '<header class="masthead">', f'<img src="{src}"><header class="masthead">')
+    project = config.load(write_project(tmp_path, templates=templates))
+    with pytest.raises(RenderError) as caught:
+        build.build_edition(project, project.report("kz-us"), date(2025, 11, 5), languages=("en",), formats=("pdf",))
+    assert expected in str(caught.value)
+    assert not (tmp_path / "output").exists()
+
+
+def test_template_syntax_error_is_reported_by_validate(tmp_path: Path) -> None:
+    templates = _templates(tmp_path)
+    _edit(templates / "kz-us" / "narrative.ru.html.j2", "{% block mining %}", "{% block mining %}{% if %}")
+    _edit(templates / "kz-us" / "narrative.en.html.j2", "{% block region %}", "{% block regions %}")
+    result = run_cli("--config", str(write_project(tmp_path, templates=templates)), "validate")
+    assert result.returncode == 1
+    assert "narrative.ru.html.j2:line" in result.stderr
+    assert "narrative.en.html.j2: missing {% block region %}" in result.stderr
+
+
+def test_validate_accepts_the_shipped_project() -> None:
+    result = run_cli("validate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 1 report(s)")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.pdf"
+    target.write_bytes(b"old")
+
+    with pytest.raises(TypeError):
+        # The second file cannot be written: the first must not have replaced its target either.
+        render.write_atomically({target: b"new", tmp_path / "b.pdf": object()})  # type: ignore[dict-item]
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]
