@@ -113,6 +113,8 @@ def build_edition(
                 files[target] = document.encode("utf-8")
             meta[target] = (lang_code, fmt)
 
+    for stale in render.remove_stale_parts(directory):
+        log.info("removed %s, left by an interrupted render", stale)
     render.write_atomically(files)
     artifacts = tuple(
         Artifact(path, *meta[path], hashlib.sha256(data).hexdigest(), len(data)) for path, data in files.items()

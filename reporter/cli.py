@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date, datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from typing import Any, Callable
 
@@ -20,6 +20,28 @@ log = logging.getLogger("reporter")
 def _system_clock() -> datetime:
     # The one place that reads the real time; everything below gets the clock passed in.
     return datetime.now(timezone.utc)
+
+
+def _clock_from_environment():
+    """The clock, or, with ``REPORTER_NOW`` set (tests, replays), one that starts at that instant.
+
+    The shifted clock keeps running in real time, so a process started at "Monday 08:00:30"
+    behaves as it would have then: what is due, which edition date, what runs next.
+    """
+    import os  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    start = os.environ.get("REPORTER_NOW")
+    if not start:
+        return _system_clock
+    try:
+        origin = datetime.fromisoformat(start)
+    except ValueError:
+        raise click.UsageError(f"REPORTER_NOW={start!r} is not an ISO date-time") from None
+    if origin.tzinfo is None:
+        raise click.UsageError("REPORTER_NOW needs a UTC offset, e.g. 2025-11-03T08:00:30+05:00")
+    began = time.monotonic()
+    return lambda: (origin + timedelta(seconds=time.monotonic() - began)).astimezone(timezone.utc)
 
 
 class _Format(logging.Formatter):
@@ -85,7 +107,7 @@ def _csv_option(value: str | None) -> tuple[str, ...] | None:
 def main(ctx: click.Context, config_file: str | None, debug: bool, verbose: bool, log_json: bool) -> None:
     """Render, schedule and deliver briefings from fact datasets."""
     ctx.ensure_object(dict)
-    ctx.obj.update(config=config_file, debug=debug, clock=_system_clock)
+    ctx.obj.update(config=config_file, debug=debug, clock=_clock_from_environment())
     _configure_logging(verbose, log_json)
 
 
@@ -95,6 +117,12 @@ def _project(ctx: click.Context):
     return config.load(ctx.obj["config"])
 
 
+def _history(project):
+    from .history import History  # noqa: PLC0415
+
+    return History.at(project.state_path)
+
+
 @main.command()
 @click.argument("report_id", metavar="REPORT")
 @click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -102,36 +130,170 @@ def _project(ctx: click.Context):
 @click.option("--lang", help="Languages, comma-separated (default: all of the report's).")
 @click.option("--format", "formats", help="Formats, comma-separated: pdf,html (default: the report's).")
 @click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: the config's).")
+@click.option("--send", "send_after", is_flag=True, help="Then email it to the report's recipients (as `reporter send`).")
 @click.pass_context
 @_handles_errors
 def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str | None,
-           formats: str | None, output: str | None) -> None:
+           formats: str | None, output: str | None, send_after: bool = False) -> None:
     """Render one edition of REPORT and print the paths written."""
     from pathlib import Path  # noqa: PLC0415
 
     from .build import build_edition, edition_date  # noqa: PLC0415
+    from .errors import ReporterError  # noqa: PLC0415
 
+    clock = ctx.obj["clock"]
     project = _project(ctx)
     report = project.report(report_id)
-    edition = build_edition(
-        project, report, day.date() if day else edition_date(report, ctx.obj["clock"]),
-        languages=_csv_option(lang), formats=_csv_option(formats),
-        output_dir=Path(output).resolve() if output else None,
-    )
+    when = day.date() if day else edition_date(report, clock)
+    history = _history(project)
+    run_id = history.start_run(report.id, when, "manual", clock())
+    try:
+        edition = build_edition(
+            project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
+            output_dir=Path(output).resolve() if output else None,
+        )
+    except ReporterError as exc:
+        history.finish_run(run_id, "failed", clock(), error=str(exc))
+        raise
+    except BaseException as exc:
+        history.finish_run(run_id, "abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
+        raise
+    history.finish_run(run_id, "ok", clock(), files=edition.artifacts)
     for artifact in edition.artifacts:
         click.echo(str(artifact.path))
+    if send_after:
+        _deliver(ctx, project, report, when, history)
 
 
 @main.command("list")
+@click.option("--next", "count", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="How many next run times to show per report.")
 @click.pass_context
 @_handles_errors
-def list_reports(ctx: click.Context) -> None:
-    """List the reports: languages, formats, time zone and schedule."""
+def list_reports(ctx: click.Context, count: int) -> None:
+    """List the reports: languages, formats, schedule and next runs in each report's zone."""
     project = _project(ctx)
     for report in project.reports.values():
         click.echo(f"{report.id}  {report.title.get('en') or next(iter(report.title.values()))}")
         click.echo(f"  languages: {', '.join(report.languages)}   formats: {', '.join(report.formats)}")
-        click.echo(f"  schedule:  {report.schedule or '(none)'}   time zone: {report.timezone.key}")
+        click.echo(f"  schedule:  {report.schedule or '(none)'}   time zone: {report.timezone.key}"
+                   f"   catch-up: {report.catch_up}")
+        if report.schedule and count:
+            from .schedule import next_runs  # noqa: PLC0415
+
+            for moment in next_runs(report, ctx.obj["clock"](), count):
+                click.echo(f"  next:      {moment.strftime('%a %Y-%m-%d %H:%M %Z (UTC%z)')}")
+
+
+def _service(ctx: click.Context, project, history, workers: int | None):
+    from .pool import ProcessPool  # noqa: PLC0415
+    from .schedule import Service  # noqa: PLC0415
+
+    size = workers or project.workers or None
+    pool = ProcessPool(size=size, max_tasks=project.max_tasks_per_worker) if size else ProcessPool(max_tasks=project.max_tasks_per_worker)
+    return Service(project, history, pool, ctx.obj["clock"], after_ok=_after_ok(ctx, project, history))
+
+
+def _after_ok(ctx: click.Context, project, history):
+    """What a scheduled run does after a successful render: deliver it, when delivery is set up."""
+    return None
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
+@click.option("--stop-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a render in progress may take to finish after SIGTERM/SIGINT.")
+@click.pass_context
+@_handles_errors
+def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
+    """Run the scheduler: render each report when due, until stopped."""
+    from .lock import SchedulerLock  # noqa: PLC0415
+    from .schedule import serve  # noqa: PLC0415
+
+    project = _project(ctx)
+    with SchedulerLock(project.state_path):
+        history = _history(project)
+        abandoned = history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
+        if abandoned:
+            log.warning("recorded %d interrupted run(s) as abandoned: %s", len(abandoned), ", ".join(map(str, abandoned)))
+        log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
+                 len([r for r in project.reports.values() if r.schedule]), project.state_path)
+        serve(_service(ctx, project, history, workers), stop_grace=stop_timeout)
+
+
+@main.command("run-due")
+@click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
+@click.pass_context
+@_handles_errors
+def run_due(ctx: click.Context, workers: int | None) -> None:
+    """Render what fell due since the last run, then exit (for cron or a systemd timer)."""
+    from .lock import SchedulerLock  # noqa: PLC0415
+
+    project = _project(ctx)
+    with SchedulerLock(project.state_path):
+        history = _history(project)
+        history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
+        service = _service(ctx, project, history, workers)
+        try:
+            results = service.due(trigger="run-due")
+        finally:
+            service.executor.close(grace=0)
+            service.close()
+    if not results:
+        log.info("nothing due")
+    for slot, status in results:
+        click.echo(f"{slot.report} {slot.key} {status}")
+    if any(status != "ok" for _slot, status in results):
+        sys.exit(1)
+
+
+def _owner_alive(owner: str) -> bool:
+    import os  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@main.command()
+@click.argument("report_id", metavar="[REPORT]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=20, show_default=True)
+@click.pass_context
+@_handles_errors
+def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int) -> None:
+    """Show recent runs (and deliveries) from the history."""
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    project = _project(ctx)
+    if report_id:
+        project.report(report_id)
+    ledger = _history(project)
+    runs = ledger.runs(report_id, limit=limit)
+    deliveries = ledger.deliveries(report_id)
+    if as_json:
+        click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs],
+                               "deliveries": [dataclasses.asdict(d) for d in deliveries]}, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'run':>5}  {'report':10} {'edition':10}  {'slot':16}  {'trigger':8}  {'status':9}  {'started (UTC)':19}  files  error")
+    for r in runs:
+        error = (r.error or "").splitlines()[0][:70] if r.error else ""
+        click.echo(f"{r.id:>5}  {r.report:10} {r.edition_date:10}  {r.slot or '-':16}  {r.trigger:8}  {r.status:9}  "
+                   f"{r.started_at[:19]:19}  {len(r.artifacts):>5}  {error}")
+    if deliveries:
+        click.echo("")
+        click.echo(f"{'report':10} {'edition':10}  {'lang':4}  {'recipient':32}  {'status':9}  {'tries':>5}  reply")
+        for d in deliveries:
+            click.echo(f"{d.report:10} {d.edition_date:10}  {d.lang:4}  {d.recipient:32}  {d.status:9}  {d.attempts:>5}  {(d.reply or '')[:60]}")
 
 
 @main.command()
@@ -144,3 +306,44 @@ def validate(ctx: click.Context) -> None:
     project = _project(ctx)
     validate_project(project)
     click.echo(f"ok: {len(project.reports)} report(s) in {project.path}")
+
+
+def _deliver(ctx: click.Context, project, report, when, history, **options: Any) -> None:
+    """Deliver and print one line per recipient; exit 1 if anyone did not get it."""
+    from .deliver import deliver  # noqa: PLC0415
+
+    result = deliver(project, report, when, history, now=ctx.obj["clock"], **options)
+    width = max((len(o.recipient.email) for o in result.outcomes), default=0)
+    for outcome in result.outcomes:
+        click.echo(f"{outcome.recipient.email:{width}}  {outcome.recipient.lang}  {outcome.describe()}")
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("report_id", metavar="REPORT")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Edition date (default: today in the report's time zone).")
+@click.option("--to", "to", multiple=True, metavar="ADDR",
+              help="Only this configured recipient (repeatable; default: all of the report's).")
+@click.option("--force", is_flag=True, help="Send again to recipients who already got this edition.")
+@click.option("--outbox", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write each message to DIR as an .eml file instead of sending it.")
+@click.pass_context
+@_handles_errors
+def send(ctx: click.Context, report_id: str, day: datetime | None, to: tuple[str, ...], force: bool,
+         outbox: str | None) -> None:
+    """Email a rendered edition of REPORT: each recipient once, in their language, PDF attached.
+
+    The SMTP server comes from REPORTER_SMTP_URL (smtp://host:25, smtp+starttls://user@host:587,
+    smtps://user@host:465) and REPORTER_SMTP_PASSWORD. Exits 1 if anyone did not get it.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from .build import edition_date  # noqa: PLC0415
+
+    project = _project(ctx)
+    report = project.report(report_id)
+    when = day.date() if day else edition_date(report, ctx.obj["clock"])
+    _deliver(ctx, project, report, when, _history(project), to=to, force=force,
+             outbox=Path(outbox).resolve() if outbox else None)

@@ -27,7 +27,9 @@ metadata = sa.MetaData()
 slots = sa.Table(
     "slots", metadata,
     sa.Column("report", sa.String, primary_key=True),
-    sa.Column("slot", sa.String, primary_key=True, doc="scheduled fire time, UTC ISO 8601"),
+    sa.Column("slot", sa.String, primary_key=True,
+              doc="scheduled time as wall-clock time in the report's zone, e.g. 2025-11-03T08:00;"
+                  " a time that occurs twice at a DST fall-back is one slot"),
     sa.Column("edition_date", sa.String, nullable=False),
     sa.Column("state", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
     sa.Column("run_id", sa.Integer),
@@ -37,13 +39,18 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("report", sa.String, nullable=False, index=True),
     sa.Column("edition_date", sa.String, nullable=False),
-    sa.Column("slot", sa.String, doc="scheduled fire time (UTC) or NULL for a manual render"),
+    sa.Column("slot", sa.String, doc="the slot (see slots.slot), or NULL for a manual render"),
     sa.Column("trigger", sa.String, nullable=False, doc="manual | schedule | catch-up | run-due"),
     sa.Column("started_at", sa.String, nullable=False),
     sa.Column("finished_at", sa.String),
     sa.Column("status", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
     sa.Column("error", sa.Text),
     sa.Column("owner", sa.String, nullable=False, doc="host:pid of the process that ran it"),
+)
+cursors = sa.Table(
+    "cursors", metadata,
+    sa.Column("report", sa.String, primary_key=True),
+    sa.Column("until", sa.String, nullable=False, doc="UTC time up to which due slots were decided"),
 )
 artifacts = sa.Table(
     "artifacts", metadata,
@@ -176,7 +183,7 @@ class History:
     # --- runs ---------------------------------------------------------------------------
 
     def start_run(self, report: str, edition_date: date, trigger: str, now: datetime,
-                  slot: datetime | None = None) -> int | None:
+                  slot: str | None = None) -> int | None:
         """Record a run as started and return its id.
 
         With a ``slot``, first claims it: returns ``None`` if that slot already ran (``ok``,
@@ -184,7 +191,7 @@ class History:
         slot (its process died) may be claimed again.
         """
         def claim(conn: sa.Connection) -> int | None:
-            slot_key = _iso(slot) if slot else None
+            slot_key = slot
             if slot_key:
                 row = conn.execute(sa.select(slots.c.state).where(
                     slots.c.report == report, slots.c.slot == slot_key)).first()
@@ -202,7 +209,7 @@ class History:
             return run_id
         return self._run(claim)
 
-    def skip_slot(self, report: str, edition_date: date, slot: datetime, now: datetime, reason: str,
+    def skip_slot(self, report: str, edition_date: date, slot: str, now: datetime, reason: str,
                   trigger: str = "catch-up") -> bool:
         """Record a slot as skipped (catch-up policy); False if it was already decided."""
         run_id = self.start_run(report, edition_date, trigger, now, slot)
@@ -240,17 +247,35 @@ class History:
             return stale
         return self._run(sweep)
 
-    def slot_state(self, report: str, slot: datetime) -> str | None:
+    def slot_state(self, report: str, slot: str) -> str | None:
         def get(conn: sa.Connection) -> str | None:
-            row = conn.execute(sa.select(slots.c.state).where(slots.c.report == report, slots.c.slot == _iso(slot))).first()
+            row = conn.execute(sa.select(slots.c.state).where(slots.c.report == report, slots.c.slot == slot)).first()
             return row.state if row else None
         return self._run(get)
 
-    def last_slot(self, report: str) -> datetime | None:
-        """The newest scheduled slot ever decided for a report (whatever its outcome)."""
+    def evaluated_until(self, report: str) -> datetime | None:
+        """Up to when a report's due slots were last decided; ``None`` before the first time."""
         def get(conn: sa.Connection) -> datetime | None:
-            value = conn.execute(sa.select(sa.func.max(slots.c.slot)).where(slots.c.report == report)).scalar()
+            value = conn.execute(sa.select(cursors.c.until).where(cursors.c.report == report)).scalar()
             return datetime.fromisoformat(value) if value else None
+        return self._run(get)
+
+    def set_evaluated_until(self, report: str, moment: datetime) -> None:
+        def put(conn: sa.Connection) -> None:
+            value = moment.astimezone(timezone.utc).isoformat()
+            if not conn.execute(cursors.update().where(cursors.c.report == report).values(until=value)).rowcount:
+                conn.execute(cursors.insert().values(report=report, until=value))
+        self._run(put)
+
+    def slots_in_state(self, report: str, state: str) -> list[str]:
+        def get(conn: sa.Connection) -> list[str]:
+            return list(conn.execute(sa.select(slots.c.slot).where(slots.c.report == report, slots.c.state == state)).scalars())
+        return self._run(get)
+
+    def last_slot(self, report: str) -> str | None:
+        """The newest slot ever decided for a report (whatever its outcome)."""
+        def get(conn: sa.Connection) -> str | None:
+            return conn.execute(sa.select(sa.func.max(slots.c.slot)).where(slots.c.report == report)).scalar()
         return self._run(get)
 
     def runs(self, report: str | None = None, limit: int = 50) -> list[RunRecord]:

@@ -304,6 +304,36 @@ def pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str) -> by
         raise RenderError([Problem(name, "", str(exc))]) from None
 
 
+PART_SUFFIX = ".part"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_parts(directory: Path) -> list[Path]:
+    """Delete temporary files left by a writer that died (killed mid-write); keep live ones.
+
+    Temporary names carry the writer's pid (``.kz-us.ru.pdf.<pid>.<random>.part``), so a
+    concurrent render's file in progress is never touched.
+    """
+    removed = []
+    if directory.is_dir():
+        for part in directory.glob(f".*{PART_SUFFIX}"):
+            fields = part.name.rsplit(".", 3)
+            pid = int(fields[1]) if len(fields) == 4 and fields[1].isdigit() else None
+            if pid is None or not _pid_alive(pid):
+                part.unlink(missing_ok=True)
+                removed.append(part)
+    return removed
+
+
 def write_atomically(files: dict[Path, bytes]) -> None:
     """Write every file, or none: each goes to a temporary file beside its target first.
 
@@ -314,7 +344,7 @@ def write_atomically(files: dict[Path, bytes]) -> None:
     try:
         for target, data in files.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=target.parent)
             staged.append((tmp, target))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

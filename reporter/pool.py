@@ -1,0 +1,220 @@
+"""Worker processes that render editions, kept warm between runs.
+
+A cold process spends about 1.3 s importing WeasyPrint and matplotlib before its first page, so
+the scheduler keeps a pool of workers that import once and render many editions. Each worker is
+recycled after a number of tasks to keep memory bounded, and a render that outlives its
+timeout is stopped by killing its worker (threads cannot be stopped; processes can).
+
+The pool sits behind the small :class:`Executor` interface so that a distributed task queue can
+take its place later without the scheduler changing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Protocol
+
+from .build import Artifact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """One edition to render: everything a worker needs, as plain picklable values."""
+
+    config: str
+    report: str
+    edition_date: date
+    output_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    ok: bool
+    artifacts: tuple[Artifact, ...] = ()
+    error: str = ""
+    seconds: float = 0.0
+
+
+class RenderTimeout(Exception):
+    """The render did not finish within its timeout; its worker was killed."""
+
+
+class WorkerStopped(Exception):
+    """The worker was stopped (service shutting down) or died before answering."""
+
+
+class Executor(Protocol):
+    """Runs render tasks somewhere else; blocking per call, safe to call from many threads."""
+
+    def run(self, task: RenderTask, timeout: float) -> RenderOutcome: ...
+
+    def close(self, grace: float) -> None: ...
+
+
+def _die_with_parent() -> None:
+    # If the service is killed with SIGKILL its workers must not live on as orphans.
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def execute(task: RenderTask) -> RenderOutcome:
+    """Render one edition in this process; a :class:`ReporterError` becomes a failed outcome."""
+    from . import config  # noqa: PLC0415
+    from .build import build_edition  # noqa: PLC0415
+    from .errors import ReporterError  # noqa: PLC0415
+
+    start = time.perf_counter()
+    try:
+        project = config.load(task.config)
+        edition = build_edition(project, project.report(task.report), task.edition_date,
+                                output_dir=Path(task.output_dir) if task.output_dir else None)
+    except ReporterError as exc:
+        return RenderOutcome(False, error=str(exc), seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - a bug in one report must not take the worker down silently
+        log.exception("render of %s crashed", task.report)
+        return RenderOutcome(False, error=f"internal error: {exc!r}", seconds=time.perf_counter() - start)
+    return RenderOutcome(True, edition.artifacts, seconds=time.perf_counter() - start)
+
+
+def _worker_main(conn: Connection, max_tasks: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
+    logging.basicConfig(level=logging.WARNING)
+    import matplotlib.figure  # noqa: F401, PLC0415 - warm up: pay the imports once per worker
+    import weasyprint  # noqa: F401, PLC0415
+
+    from . import build  # noqa: F401, PLC0415
+
+    conn.send("ready")
+    for _ in range(max_tasks):
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(execute(task))
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    tasks: int = 0
+    ready: bool = False
+
+
+@dataclass
+class ProcessPool:
+    """A fixed number of warm worker processes; ``run`` blocks until a worker is free."""
+
+    size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_tasks: int = 20
+
+    def __post_init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closing = False
+        for _ in range(self.size):
+            self._idle.put(self._start())
+
+    def _start(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, self.max_tasks), daemon=True,
+                                        name="reporter-worker")
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _retire(self, worker: _Worker, kill: bool) -> None:
+        if kill and worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(timeout=5)
+        worker.conn.close()
+
+    def run(self, task: RenderTask, timeout: float) -> RenderOutcome:
+        if self._closing:
+            raise WorkerStopped("the service is stopping")
+        while True:
+            try:
+                worker = self._idle.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if self._closing:
+                    raise WorkerStopped("the service is stopping") from None
+        with self._lock:
+            self._busy.add(worker)
+        replace, kill = False, False
+        try:
+            deadline = time.monotonic() + timeout
+            if not worker.ready:
+                # A fresh worker first reports that its imports are done; that time is not the task's.
+                if not worker.conn.poll(120) or worker.conn.recv() != "ready":
+                    replace, kill = True, True
+                    raise WorkerStopped("a worker failed to start")
+                worker.ready = True
+                deadline = time.monotonic() + timeout
+            worker.conn.send(task)
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                replace, kill = True, True
+                raise RenderTimeout(f"render did not finish within {timeout:g} s and was stopped")
+            outcome = worker.conn.recv()
+            worker.tasks += 1
+            if worker.tasks >= self.max_tasks:
+                replace = True  # it exits by itself after max_tasks; start a fresh one
+            return outcome
+        except (EOFError, OSError, BrokenPipeError):
+            replace, kill = True, True
+            raise WorkerStopped("the worker stopped before it finished") from None
+        finally:
+            with self._lock:
+                self._busy.discard(worker)
+            if replace:
+                self._retire(worker, kill)
+                if not self._closing:
+                    worker = self._start()
+                    log.debug("started a fresh worker (pid %s)", worker.process.pid)
+            if not self._closing or not replace:
+                self._idle.put(worker)
+
+    def close(self, grace: float = 30.0) -> None:
+        """Let renders in progress finish for up to ``grace`` seconds, then stop every worker."""
+        self._closing = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            busy = list(self._busy)
+        for worker in busy:
+            log.warning("stopping a render still in progress (worker pid %s)", worker.process.pid)
+            worker.process.kill()
+        idle = []
+        while not self._idle.empty():
+            idle.append(self._idle.get_nowait())
+        for worker in idle:
+            try:
+                worker.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            self._retire(worker, kill=False)

@@ -1,0 +1,255 @@
+"""The scheduler: crontab meaning, catch-up policies, exactly-once slots, real processes and SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import run_cli
+from reporter import config
+from reporter.crontab import parse_schedule
+from reporter.schedule import next_runs, plan
+from schedule_helpers import make_project, report_block
+
+ALMATY = ZoneInfo("Asia/Almaty")
+FAST = dict(languages='["en"]', formats='["html"]')  # no WeasyPrint: a render in well under a second
+
+
+def _at(text: str) -> str:
+    return datetime.fromisoformat(text).isoformat()
+
+
+def _weekdays(line: str, count: int = 7) -> list[str]:
+    trigger = parse_schedule(line, ALMATY)
+    moment, out = datetime(2025, 11, 2, tzinfo=ALMATY), []  # a Sunday
+    for _ in range(count):
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        out.append(moment.strftime("%a %H:%M"))
+    return out
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("0 8 * * 0", ["Sun 08:00"]),
+    ("0 8 * * 7", ["Sun 08:00"]),
+    ("0 8 * * 1", ["Mon 08:00"]),
+    ("0 8 * * 6", ["Sat 08:00"]),
+    ("0 8 * * 1-5", ["Mon 08:00", "Tue 08:00", "Wed 08:00", "Thu 08:00", "Fri 08:00"]),
+    ("0 8 * * 5-7", ["Fri 08:00", "Sat 08:00", "Sun 08:00"]),
+    ("0 8 * * sun,wed", ["Wed 08:00", "Sun 08:00"]),
+    ("@weekly", ["Sun 00:00"]),
+])
+def test_crontab_weekdays_mean_what_crontab_means(line: str, expected: list[str]) -> None:
+    assert sorted(set(_weekdays(line, 7))) == sorted(expected)
+
+
+def test_crontab_day_of_month_or_weekday() -> None:
+    # crontab runs "0 8 1 * 1" on the 1st AND on every Monday, not only on Mondays that are the 1st.
+    trigger = parse_schedule("0 8 1 * 1", timezone.utc)
+    moment, days = datetime(2025, 11, 30, tzinfo=timezone.utc), []
+    for _ in range(3):
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        days.append(moment.strftime("%a %d"))
+    assert days == ["Mon 01", "Mon 08", "Mon 15"]
+
+
+@pytest.mark.parametrize("line", ["0 8 * * 8", "61 8 * * *", "0 8 * *", "@fortnightly", "0 8 * * 5-2"])
+def test_bad_schedules_are_refused(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse_schedule(line, ALMATY)
+
+
+def _report(tmp_path: Path, **settings: str):
+    extra = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items() if key not in ("schedule", "timezone"))
+    path = make_project(tmp_path, [report_block("r", schedule=settings.get("schedule", "0 8 * * *"),
+                                                timezone=settings.get("timezone", "Asia/Almaty"), extra=extra, **FAST)])
+    return config.load(path).report("r")
+
+
+def test_catch_up_policies_after_downtime(tmp_path: Path) -> None:
+    now = datetime(2025, 11, 4, 9, 0, tzinfo=ALMATY)  # down since before 08:00 on 2 November
+    last = datetime(2025, 11, 1, 8, 0, 30, tzinfo=ALMATY)  # when slots were last decided
+    latest = plan(_report(tmp_path / "a", catch_up="latest", grace="3d"), now, last)
+    assert [s.key for s in latest.run] == ["2025-11-04T08:00"]
+    assert [s.key for s, _ in latest.skip] == ["2025-11-02T08:00", "2025-11-03T08:00"]
+    every = plan(_report(tmp_path / "b", catch_up="all", grace="3d"), now, last)
+    assert [(s.key, s.edition_date.isoformat()) for s in every.run] == [
+        ("2025-11-02T08:00", "2025-11-02"), ("2025-11-03T08:00", "2025-11-03"), ("2025-11-04T08:00", "2025-11-04")]
+    skip = plan(_report(tmp_path / "c", catch_up="skip", grace="3d"), now, last)
+    assert skip.run == () and len(skip.skip) == 3
+    # The grace period bounds how late a missed slot may still run.
+    short = plan(_report(tmp_path / "d", catch_up="all", grace="6h"), now, last)
+    assert [s.key for s in short.run] == ["2025-11-04T08:00"]
+    assert all("grace period" in reason for _, reason in short.skip)
+    # On time, even the 'skip' policy runs the slot.
+    assert [s.key for s in plan(_report(tmp_path / "e", catch_up="skip"), datetime(2025, 11, 4, 8, 0, 30, tzinfo=ALMATY), last).run][-1:] == ["2025-11-04T08:00"]
+
+
+def test_dst_fall_back_lists_one_slot(tmp_path: Path) -> None:
+    report = _report(tmp_path, schedule="30 1 * * *", timezone="America/New_York")
+    runs = next_runs(report, datetime(2025, 11, 1, 12, tzinfo=timezone.utc), 3)
+    assert [m.strftime("%m-%d %H:%M") for m in runs] == ["11-02 01:30", "11-03 01:30", "11-04 01:30"]
+
+
+def _env(now: str) -> dict[str, str]:
+    return {"REPORTER_NOW": now}
+
+
+def _history_rows(state: Path) -> list[tuple]:
+    with sqlite3.connect(state) as db:
+        return db.execute("SELECT report, slot, edition_date, trigger, status, error FROM runs ORDER BY id").fetchall()
+
+
+def test_run_due_twice_runs_once(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * 1", **FAST)])
+    first = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00"))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "r 2025-11-03T08:00 ok"
+    second = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:50+05:00"))
+    assert second.returncode == 0 and second.stdout == ""
+    assert "nothing due" in second.stderr
+    rows = _history_rows(tmp_path / "state" / "history.sqlite")
+    assert rows == [("r", "2025-11-03T08:00", "2025-11-03", "run-due", "ok", None)]
+    assert (tmp_path / "output" / "r" / "2025-11-03" / "r.en.html").is_file()
+
+
+def test_dst_fall_back_runs_once(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("ny", schedule="30 1 * * *", timezone="America/New_York",
+                                                       extra='catch_up = "all"', **FAST)])
+    # 01:35 EDT, then 01:35 EST an hour later: APScheduler fires 01:30 twice, but it is one slot.
+    for now in ("2025-11-02T01:35:00-04:00", "2025-11-02T01:35:00-05:00"):
+        result = run_cli("--config", str(config_path), "run-due", env=_env(now))
+        assert result.returncode == 0, result.stderr
+    rows = _history_rows(tmp_path / "state" / "history.sqlite")
+    assert [(r[1], r[4]) for r in rows] == [("2025-11-02T01:30", "ok")]
+
+
+def test_catch_up_all_renders_each_missed_edition(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * *", extra='catch_up = "all"\ngrace = "3d"', **FAST)])
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-01T08:00:10+05:00")).returncode == 0
+    # Down from 1 November until 4 November 09:00.
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-04T09:00:00+05:00"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir()) == [
+        "2025-11-01", "2025-11-02", "2025-11-03", "2025-11-04"]
+
+
+def test_catch_up_skip_records_skipped_slots(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * *", extra='catch_up = "skip"\ngrace = "3d"', **FAST)])
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-01T08:00:10+05:00")).returncode == 0
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T09:00:00+05:00")).returncode == 0
+    rows = _history_rows(tmp_path / "state" / "history.sqlite")
+    assert [(r[1], r[4]) for r in rows] == [("2025-11-01T08:00", "ok"), ("2025-11-02T08:00", "skipped"), ("2025-11-03T08:00", "skipped")]
+    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir()) == ["2025-11-01"]
+    history = run_cli("--config", str(config_path), "history", "r")
+    assert "skipped" in history.stdout and "catch-up policy 'skip'" in history.stdout
+
+
+def test_broken_report_does_not_stop_a_good_one(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("good", **FAST), report_block("bad", dataset="broken", **FAST)],
+                               broken_dataset=True)
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00"))
+    assert result.returncode == 1
+    assert sorted(result.stdout.split("\n")[:2]) == ["bad 2025-11-03T08:00 failed", "good 2025-11-03T08:00 ok"]
+    rows = {r[0]: r for r in _history_rows(tmp_path / "state" / "history.sqlite")}
+    assert rows["good"][4] == "ok"
+    assert rows["bad"][4] == "failed" and "production.csv:line 3 (row 2), column 'tonnes_uranium'" in rows["bad"][5]
+    assert "Traceback" not in result.stderr
+
+
+def test_hung_render_is_stopped_by_the_timeout(tmp_path: Path) -> None:
+    # A full PDF render takes more than a second; with a one-second timeout it is stopped.
+    config_path = make_project(tmp_path, [report_block("slow", extra='timeout = "1s"')])
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00"))
+    assert result.returncode == 1
+    (row,) = _history_rows(tmp_path / "state" / "history.sqlite")
+    assert row[4] == "failed" and "did not finish within 1 s" in row[5]
+    edition = tmp_path / "output" / "slow" / "2025-11-03"
+    assert not edition.exists() or not list(edition.glob(".*.part"))
+
+
+def _start_service(config_path: Path, now: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "REPORTER_NOW": now})
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def _statuses(state: Path) -> list[str]:
+    if not state.exists():
+        return []
+    try:
+        return [r[4] for r in _history_rows(state)]
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_service_renders_due_edition_and_stops_on_sigterm(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    state = tmp_path / "state" / "history.sqlite"
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00")
+    try:
+        _wait_for(lambda: _statuses(state) == ["ok"])
+        # A second scheduler on the same state is refused, with a clear message.
+        second = run_cli("--config", str(config_path), "run")
+        assert second.returncode == 1
+        assert "another scheduler" in second.stderr and "already running" in second.stderr
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _out, err = service.communicate(timeout=30)
+    assert service.returncode == 0, err
+    assert "next run 2025-11-10T08:00+05:00" in err
+    assert "received SIGTERM" in err and "stopped" in err
+    assert (tmp_path / "output" / "r" / "2025-11-03" / "r.en.html").is_file()
+
+
+def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r")])  # PDFs: long enough to kill mid-way
+    state = tmp_path / "state" / "history.sqlite"
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00")
+    _wait_for(lambda: _statuses(state) == ["running"])
+    time.sleep(0.8)
+    service.kill()
+    service.wait(timeout=10)
+    edition = tmp_path / "output" / "r" / "2025-11-03"
+    assert not edition.exists() or not list(edition.glob("*.pdf")), "killed before finishing: no edition yet"
+    # The lock died with the process: a new scheduler starts without any clean-up.
+    service = _start_service(config_path, "2025-11-03T08:01:00+05:00")
+    try:
+        _wait_for(lambda: _statuses(state)[-1:] == ["ok"])
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.communicate(timeout=30)
+    rows = _history_rows(state)
+    assert [(r[1], r[4]) for r in rows] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
+    assert sorted(p.name for p in edition.iterdir()) == ["r.en.html", "r.en.pdf", "r.ru.html", "r.ru.pdf"]
+
+
+def test_sigterm_during_a_render_abandons_it_cleanly(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r")])
+    state = tmp_path / "state" / "history.sqlite"
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--stop-timeout", "0")
+    _wait_for(lambda: _statuses(state) == ["running"])
+    service.send_signal(signal.SIGTERM)
+    _out, err = service.communicate(timeout=30)
+    assert service.returncode == 0, err
+    assert _statuses(state) in (["abandoned"], ["ok"])  # stopped mid-way, or it had just finished
+    edition = tmp_path / "output" / "r" / "2025-11-03"
+    if _statuses(state) == ["abandoned"]:
+        assert not edition.exists() or not list(edition.iterdir())
