@@ -1,0 +1,704 @@
+"""Email delivery against a real SMTP server (aiosmtpd on 127.0.0.1), messages parsed back.
+
+The kz-us edition is rendered once per session; each test records it in its own history
+database, so ledgers never leak between tests.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import socket
+import ssl
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from conftest import normalise, run_cli, write_project
+from reporter import build, config, deliver
+from reporter.config import Recipient
+from reporter.errors import DeliveryError
+from reporter.history import History
+
+DAY = date(2025, 11, 5)
+NOW = datetime(2025, 11, 5, 3, 0, tzinfo=timezone.utc)
+PASSWORD = "s3cret-Pa55-do-not-leak"
+USER = "reporter"
+
+ANALYST = Recipient("analyst@example.org", "Аналитик", "ru")
+DESK = Recipient("desk@example.org", "News desk", "en")
+EDITOR = Recipient("editor@example.org", "Редактор", "ru", "cc")
+ARCHIVE = Recipient("archive@example.org", "", "en", "bcc")
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+# --- the edition ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    project: config.Project
+    edition: build.Edition
+
+    def pdf(self, lang: str) -> bytes:
+        return next(a.path for a in self.edition.artifacts if a.lang == lang and a.format == "pdf").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The shipped project (with its three recipients) and the kz-us edition, rendered once."""
+    folder = tmp_path_factory.mktemp("deliver")
+    project = config.load(write_project(folder))
+    edition = build.build_edition(project, project.report("kz-us"), DAY)
+    return Rendered(project, edition)
+
+
+def record_edition(path: Path, edition: build.Edition) -> History:
+    history = History.at(path)
+    run_id = history.start_run(edition.report, edition.date, "manual", NOW)
+    history.finish_run(run_id, "ok", NOW, files=edition.artifacts)
+    return history
+
+
+@pytest.fixture
+def history(tmp_path: Path, rendered: Rendered) -> History:
+    history = record_edition(tmp_path / "state" / "history.sqlite", rendered.edition)
+    yield history
+    history.close()
+
+
+def variant(rendered: Rendered, recipients=None, **email_settings):
+    """The project and report with other recipients or [email] settings."""
+    project = rendered.project
+    report = project.report("kz-us")
+    if recipients is not None:
+        report = replace(report, recipients=tuple(recipients))
+    settings = {"attempts": 3, "backoff_seconds": 0.01} | email_settings
+    return replace(project, email=replace(project.email, **settings)), report
+
+
+# --- the SMTP server -----------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that keeps what it accepted and can answer from a script."""
+
+    messages: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> a reply for every RCPT
+    rcpt_once: dict[str, list[str]] = field(default_factory=dict)  # address -> replies, then 250
+    data_once: list[str] = field(default_factory=list)  # replies to the end of DATA, then 250
+    rcpts: list[str] = field(default_factory=list)  # every RCPT address, in order
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.rcpts.append(address)
+        if address in self.refuse:
+            return self.refuse[address]
+        if self.rcpt_once.get(address):
+            return self.rcpt_once[address].pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_once:
+            return self.data_once.pop(0)
+        self.messages.append((tuple(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 OK queued as 42"
+
+    def parsed(self) -> dict[str, email.message.EmailMessage]:
+        """Each accepted message by its one envelope recipient."""
+        out = {}
+        for rcpt_tos, content in self.messages:
+            assert len(rcpt_tos) == 1, rcpt_tos
+            out[rcpt_tos[0]] = email.message_from_bytes(content, policy=email.policy.default)
+        return out
+
+
+def free_port() -> int:
+    # aiosmtpd's Controller with port=0 fails its readiness check, so pick a port first.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def smtp_server(handler: Recorder, **kwargs) -> Iterator[Controller]:
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def plain(controller: Controller) -> deliver.SmtpSettings:
+    return deliver.SmtpSettings("smtp", "127.0.0.1", controller.port, timeout=5)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Recorder, deliver.SmtpSettings]]:
+    handler = Recorder()
+    with smtp_server(handler) as controller:
+        yield handler, plain(controller)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    return AuthResult(success=(auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode()))
+
+
+# --- what arrives ----------------------------------------------------------------------
+
+
+def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+
+    assert result.ok and result.summary.startswith("delivered")
+    assert [(o.recipient.email, o.status) for o in result.outcomes] == [
+        ("analyst@example.org", "sent"), ("desk@example.org", "sent"), ("editor@example.org", "sent")]
+    received = handler.parsed()
+    assert sorted(received) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+
+    ru, en, cc = received["analyst@example.org"], received["desk@example.org"], received["editor@example.org"]
+    assert normalise(ru["Subject"]) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
+    assert en["Subject"] == "Briefing: Kazakhstan – USA, 5 November 2025"
+    assert normalise(cc["Subject"]) == normalise(ru["Subject"])
+    # Non-ASCII headers went over the wire as RFC 2047 encoded words, not raw UTF-8.
+    raw = handler.messages[0][1]
+    assert raw.isascii() and b"=?utf-8?" in raw
+
+    assert ru["To"].addresses[0].addr_spec == "analyst@example.org"
+    assert ru["To"].addresses[0].display_name == "Аналитик"
+    assert en["To"].addresses[0].addr_spec == "desk@example.org"
+    assert cc["Cc"].addresses[0].addr_spec == "editor@example.org" and cc["To"] is None
+    for message in received.values():
+        assert message["From"].addresses[0].addr_spec == "briefings@example.org"
+        assert message["Reply-To"].addresses[0].addr_spec == "editors@example.org"
+        assert message["Date"].datetime == NOW
+        assert message["Message-ID"].startswith("<kz-us.2025-11-05.") and message["Message-ID"].endswith("@example.org>")
+        assert message.get_content_type() == "multipart/mixed"
+        assert message.get_body(("plain", "html")).get_content_type() == "text/plain"
+        assert message.get_body(("plain",)).get_content_maintype() == "text"
+        assert message.get_body(("html",)).get_content_type() == "text/html"
+    assert len({m["Message-ID"] for m in received.values()}) == 3
+
+    for lang, message in (("ru", ru), ("en", en), ("ru", cc)):
+        (attachment,) = message.iter_attachments()
+        assert attachment.get_content_type() == "application/pdf"
+        assert attachment.get_filename() == f"kz-us_2025-11-05_{lang}.pdf"
+        assert attachment.get_content() == rendered.pdf(lang)
+        assert message["Content-Language"] == lang
+
+    text, html = normalise(ru.get_body(("plain",)).get_content()), ru.get_body(("html",)).get_content()
+    assert "Выпуск от 5 ноября 2025 г." in text
+    assert "Ключевые цифры" in text and "более 630 компаний" in text and "23 270 т" in text
+    assert "Уран и ядерная безопасность — Уран — наиболее стратегический ресурс страны." in text
+    assert "kz-us_2025-11-05_ru.pdf" in text and "Briefing" not in text
+    en_text = en.get_body(("plain",)).get_content()
+    assert "Edition of 5 November 2025" in en_text and "more than 630 companies" in en_text
+    assert "Uranium and nuclear security — Uranium is the country’s most strategic resource." in en_text
+    assert "Брифинг" not in en_text
+    for message in received.values():
+        html = message.get_body(("html",)).get_content()
+        assert "<style" not in html and "<link" not in html and 'style="' in html
+        assert len(html.encode("utf-8")) < 100 * 1024
+        assert "[1]" not in html and 'class="cite"' not in html
+
+    rows = {row.recipient: row for row in history.deliveries("kz-us", DAY)}
+    assert {r: (row.lang, row.kind, row.status, row.attempts) for r, row in rows.items()} == {
+        "analyst@example.org": ("ru", "to", "sent", 1), "desk@example.org": ("en", "to", "sent", 1),
+        "editor@example.org": ("ru", "cc", "sent", 1)}
+    assert rows["desk@example.org"].reply.startswith("250 2.0.0 OK")
+    assert rows["desk@example.org"].message_id == en["Message-ID"]
+    assert rows["desk@example.org"].sha256 == next(a.sha256 for a in rendered.edition.artifacts if a.lang == "en" and a.format == "pdf")
+
+
+def test_a_bcc_recipient_gets_a_copy_that_names_nobody(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered, [ARCHIVE])
+    deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    message = handler.parsed()["archive@example.org"]
+    raw = handler.messages[0][1]
+    assert b"archive@example.org" not in raw
+    assert message["Cc"] is None and message["Bcc"] is None
+    assert str(message["To"]) == "undisclosed-recipients:;"
+
+
+def test_the_body_stays_small_and_the_message_ascii(rendered):
+    project, report = variant(rendered)
+    datasets = build.load_datasets(project, report)
+    for lang in ("ru", "en"):
+        body = deliver.summarize(project, report, DAY, lang, datasets)
+        assert len(body.figures) == 10 and len(body.sections) == 7
+        message = deliver.compose(project, report, ANALYST, body, b"%PDF-1.7 test", NOW, "<id@example.org>")
+        assert message.as_bytes().isascii()
+
+
+def test_the_default_subject_is_translated(rendered):
+    project, report = variant(rendered)
+    project = replace(project, email=replace(project.email, subject={}))
+    datasets = build.load_datasets(project, report)
+    assert normalise(deliver.summarize(project, report, DAY, "ru", datasets).subject) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
+    assert deliver.summarize(project, report, DAY, "en", datasets).subject == "Briefing: Kazakhstan – USA, 5 November 2025"
+
+
+@pytest.mark.parametrize("fragment, expected", [
+    ('<p>One. Two.</p>', "One."),
+    ('<p>Uran<a class="cite" href="#src-x">[1]</a> is <strong>key</strong>. Next one.</p><p>Other.</p>', "Uran is key."),
+    ("<p>В 2017 г. в Усть-Каменогорске открылся банк. Дальше.</p>", "В 2017 г. в Усть-Каменогорске открылся банк."),
+    ("<p>Kazakhstan&#39;s weight: «so» much.</p>", "Kazakhstan's weight: «so» much."),
+    ("<p>" + "word " * 100 + "</p>", ("word " * 56).strip() + "…"),
+])
+def test_first_sentence(fragment, expected):
+    assert deliver.first_sentence(fragment) == expected
+
+
+# --- once, and only a recorded edition ---------------------------------------------------
+
+
+def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, history, server, caplog):
+    handler, smtp = server
+    project, report = variant(rendered)
+    first = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    ids = {o.recipient.email: o.message_id for o in first.outcomes}
+
+    again = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert [o.status for o in again.outcomes] == ["already sent"] * 3
+    assert again.ok and len(handler.messages) == 3
+    assert [o.describe() for o in again.outcomes] == ["already sent, skipped"] * 3
+
+    caplog.set_level(logging.INFO, logger="reporter")
+    forced = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
+                             to=["desk@example.org"], force=True)
+    assert [(o.recipient.email, o.describe()) for o in forced.outcomes] == [("desk@example.org", "sent again (--force)")]
+    assert len(handler.messages) == 4
+    assert any("--force" in r.getMessage() and "desk@example.org" in r.getMessage() for r in caplog.records)
+    assert forced.outcomes[0].message_id != ids["desk@example.org"]
+    row = history.delivery("kz-us", DAY, "en", "desk@example.org")
+    assert (row.status, row.forced, row.attempts) == ("sent", True, 2)
+
+
+def test_to_picks_configured_recipients_only(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, to=["Desk@Example.org"])
+    assert [o.recipient.email for o in result.outcomes] == ["desk@example.org"]
+    assert list(handler.parsed()) == ["desk@example.org"]
+    with pytest.raises(DeliveryError, match="stranger@example.org is not a recipient"):
+        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org"])
+
+
+def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server):
+    handler, smtp = server
+    project, report = variant(rendered)
+    history = History.at(tmp_path / "empty.sqlite")
+    with pytest.raises(DeliveryError, match="render it first"):
+        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+    failed = history.start_run("kz-us", DAY, "manual", NOW)
+    history.finish_run(failed, "failed", NOW, error="boom")
+    with pytest.raises(DeliveryError, match="render it first"):
+        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+    assert handler.messages == [] and history.deliveries() == []
+
+
+def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, server):
+    handler, smtp = server
+    project, report = variant(rendered)
+    copies = []
+    for artifact in rendered.edition.artifacts:
+        path = tmp_path / artifact.path.name
+        data = artifact.path.read_bytes()
+        path.write_bytes(data + b"\n%tampered" if artifact.lang == "en" and artifact.format == "pdf" else data)
+        copies.append(replace(artifact, path=path))
+    history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)))
+    with pytest.raises(DeliveryError) as caught:
+        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+    assert "kz-us.en.pdf" in str(caught.value) and "render it first" in str(caught.value)
+    # Only Russian recipients: the English PDF is not needed, so it does not stop them.
+    project, report = variant(rendered, [ANALYST])
+    assert deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp).ok
+    (tmp_path / "kz-us.ru.pdf").unlink()
+    with pytest.raises(DeliveryError, match="cannot read the recorded PDF"):
+        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
+
+
+def test_no_recipients_is_nothing_to_do(rendered, tmp_path):
+    project, report = variant(rendered, [])
+    result = deliver.deliver(project, report, DAY, History.at(tmp_path / "h.sqlite"), now=clock)
+    assert result.outcomes == () and result.ok and result.summary == "no recipients"
+
+
+# --- faults --------------------------------------------------------------------------
+
+
+def test_server_down_then_up_is_retried(rendered, history):
+    handler = Recorder()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    slept = []
+
+    def sleep_then_start(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 1:
+            controller.start()
+
+    project, report = variant(rendered, backoff_seconds=0.5)
+    try:
+        result = deliver.deliver(project, report, DAY, history, now=clock, sleep=sleep_then_start,
+                                 smtp=deliver.SmtpSettings("smtp", "127.0.0.1", port, timeout=5))
+    finally:
+        controller.stop()
+    assert result.ok, result.outcomes
+    assert slept == [0.5]
+    assert sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+    assert {row.attempts for row in history.deliveries()} == {2}
+
+
+def test_temporary_refusals_are_retried_for_those_recipients_only(rendered, history, server):
+    handler, smtp = server
+    handler.rcpt_once["desk@example.org"] = ["451 4.3.0 try later"]
+    handler.data_once.append("452 4.3.1 insufficient system storage")  # the first DATA: analyst's
+    project, report = variant(rendered)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert result.ok
+    assert sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+    # editor was accepted in the first round and not tried again.
+    assert handler.rcpts == ["analyst@example.org", "desk@example.org", "editor@example.org",
+                             "analyst@example.org", "desk@example.org"]
+    attempts = {o.recipient.email: o.attempts for o in result.outcomes}
+    assert attempts == {"analyst@example.org": 2, "desk@example.org": 2, "editor@example.org": 1}
+
+
+def test_a_421_closes_the_connection_and_is_retried(rendered, history, server):
+    handler, smtp = server
+    handler.rcpt_once["analyst@example.org"] = ["421 4.7.0 too busy, closing"]
+    project, report = variant(rendered)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert result.ok and len(handler.messages) == 3
+    assert {o.recipient.email: o.attempts for o in result.outcomes} == {
+        "analyst@example.org": 2, "desk@example.org": 1, "editor@example.org": 1}
+
+
+def test_a_permanent_rejection_of_one_recipient_leaves_the_others_delivered(rendered, history, server):
+    handler, smtp = server
+    handler.refuse["desk@example.org"] = "550 5.1.1 <desk@example.org>: no such user"
+    project, report = variant(rendered)
+    slept = []
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+    assert not result.ok and result.summary.startswith("partly delivered")
+    outcome = {o.recipient.email: o for o in result.outcomes}
+    assert outcome["desk@example.org"].status == "rejected"
+    assert outcome["desk@example.org"].describe() == "rejected: 550 5.1.1 <desk@example.org>: no such user"
+    assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
+    assert handler.rcpts.count("desk@example.org") == 1 and slept == []
+    row = history.delivery("kz-us", DAY, "en", "desk@example.org")
+    assert (row.status, row.attempts, row.reply) == ("rejected", 1, "550 5.1.1 <desk@example.org>: no such user")
+
+
+def test_retries_are_bounded(rendered, history, server):
+    handler, smtp = server
+    handler.refuse["desk@example.org"] = "450 4.2.1 mailbox busy"
+    project, report = variant(rendered, attempts=3, backoff_seconds=2)
+    slept = []
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+    assert slept == [2, 4]
+    outcome = {o.recipient.email: o for o in result.outcomes}["desk@example.org"]
+    assert outcome.status == "failed" and outcome.attempts == 3
+    assert outcome.detail == "450 4.2.1 mailbox busy (gave up after 3 attempts)"
+    assert handler.rcpts.count("desk@example.org") == 3 and handler.rcpts.count("analyst@example.org") == 1
+    assert history.delivery("kz-us", DAY, "en", "desk@example.org").status == "failed"
+
+
+def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered, tmp_path, server):
+    handler, smtp = server
+    path = tmp_path / "state.sqlite"
+    record_edition(path, rendered.edition).close()
+    handler.refuse["analyst@example.org"] = "451 4.3.0 try later"
+    project, report = variant(rendered, attempts=1)
+    first = deliver.deliver(project, report, DAY, History.at(path), now=clock, smtp=smtp, sleep=no_sleep)
+    assert [o.status for o in first.outcomes] == ["failed", "sent", "sent"]
+
+    del handler.refuse["analyst@example.org"]
+    handler.messages.clear()
+    restarted = History.at(path)  # as a new process would open it
+    second = deliver.deliver(project, report, DAY, restarted, now=clock, smtp=smtp, sleep=no_sleep)
+    assert [o.status for o in second.outcomes] == ["sent", "already sent", "already sent"]
+    assert list(handler.parsed()) == ["analyst@example.org"]
+    assert restarted.delivery("kz-us", DAY, "ru", "analyst@example.org").attempts == 2
+
+
+def test_an_oversized_message_fails_loudly(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered, max_bytes=50_000)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert not result.ok and handler.messages == []
+    for outcome in result.outcomes:
+        assert outcome.status == "failed" and "over the limit of 50000 bytes" in outcome.detail
+    assert {row.status for row in history.deliveries()} == {"failed"}
+
+
+def test_send_if_changed_skips_an_identical_pdf(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered, [ANALYST, DESK])
+    report = replace(report, send_if="changed")
+    ru_sha = next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
+    earlier = date(2025, 10, 29)
+    history.record_delivery("kz-us", earlier, "ru", "analyst@example.org", kind="to", status="sent",
+                            attempts=1, reply="250 OK", now=NOW, sha256=ru_sha)
+    history.record_delivery("kz-us", earlier, "en", "desk@example.org", kind="to", status="sent",
+                            attempts=1, reply="250 OK", now=NOW, sha256="0" * 64)
+    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert [(o.recipient.email, o.describe()) for o in result.outcomes] == [
+        ("analyst@example.org", "unchanged, not sent"), ("desk@example.org", "sent")]
+    assert list(handler.parsed()) == ["desk@example.org"]
+    assert history.delivery("kz-us", DAY, "ru", "analyst@example.org").status == "unchanged"
+
+
+# --- TLS, login and the password ---------------------------------------------------------
+
+
+def test_starttls_and_login_with_a_trusted_private_certificate(rendered, history, certificate, caplog):
+    caplog.set_level(logging.DEBUG)
+    handler = Recorder()
+    with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True,
+                     authenticator=authenticator, auth_require_tls=True) as controller:
+        project, report = variant(rendered, ca_file=certificate[0])
+        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert result.ok and len(handler.messages) == 3
+    assert PASSWORD not in caplog.text and PASSWORD not in repr(smtp) and PASSWORD not in str(smtp)
+    for file in (history.engine.url.database, history.engine.url.database + "-wal"):
+        assert PASSWORD.encode() not in Path(file).read_bytes()
+
+
+def test_smtps_with_a_trusted_private_certificate(rendered, history, certificate):
+    handler = Recorder()
+    # aiosmtpd counts only STARTTLS as TLS for AUTH; with implicit TLS the session is encrypted anyway.
+    with smtp_server(handler, ssl_context=server_context(certificate), authenticator=authenticator,
+                     auth_require_tls=False) as controller:
+        project, report = variant(rendered, [DESK], ca_file=certificate[0])
+        smtp = deliver.SmtpSettings("smtps", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert result.ok and list(handler.parsed()) == ["desk@example.org"]
+
+
+def test_an_untrusted_certificate_is_refused_without_retrying(rendered, history, certificate):
+    handler = Recorder()
+    with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True) as controller:
+        project, report = variant(rendered, [DESK])  # no ca_file: the system's CAs only
+        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, timeout=5)
+        slept = []
+        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+    (outcome,) = result.outcomes
+    assert outcome.status == "failed" and "certificate" in outcome.detail and "ca_file" in outcome.detail
+    assert slept == [] and handler.messages == []
+
+
+def test_the_password_is_never_logged_or_stored(rendered, tmp_path, certificate, caplog):
+    caplog.set_level(logging.DEBUG)
+    path = tmp_path / "state" / "history.sqlite"
+    history = record_edition(path, rendered.edition)
+    handler = Recorder()
+
+    def echoing(server, session, envelope, mechanism, auth_data):
+        # A careless server that quotes the attempt back in its refusal.
+        return AuthResult(success=False, handled=False, message=f"535 5.7.8 bad login {auth_data.password.decode()}")
+
+    with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True,
+                     authenticator=echoing) as controller:
+        project, report = variant(rendered, ca_file=certificate[0])
+        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    history.close()
+    assert not result.ok and handler.messages == []
+    for outcome in result.outcomes:
+        assert "refused the login as reporter: 535" in outcome.detail and "***" in outcome.detail
+    # Only reporter's records: the test server's own debug log quotes its reply verbatim.
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("reporter")]
+    assert ours
+    texts = [*ours, *(o.detail for o in result.outcomes), *(o.describe() for o in result.outcomes)]
+    assert all(PASSWORD not in text for text in texts)
+    for file in path.parent.iterdir():
+        assert PASSWORD.encode() not in file.read_bytes(), file
+
+
+# --- settings from the environment ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("smtp://mail.example.org:25", ("smtp", "mail.example.org", 25, "")),
+    ("smtp://mail.example.org", ("smtp", "mail.example.org", 25, "")),
+    ("smtp+starttls://user@mail.example.org:587", ("smtp+starttls", "mail.example.org", 587, "user")),
+    ("smtp+starttls://me%40example.org@mail.example.org", ("smtp+starttls", "mail.example.org", 587, "me@example.org")),
+    ("smtps://user@mail.example.org:465", ("smtps", "mail.example.org", 465, "user")),
+])
+def test_smtp_settings_from_the_environment(url, expected):
+    env = {"REPORTER_SMTP_URL": url} | ({"REPORTER_SMTP_PASSWORD": PASSWORD} if expected[3] else {})
+    smtp = deliver.smtp_settings(env)
+    assert (smtp.scheme, smtp.host, smtp.port, smtp.username) == expected
+    assert smtp.password == (PASSWORD if expected[3] else "") and smtp.timeout == 30
+    assert PASSWORD not in repr(smtp)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "REPORTER_SMTP_URL: not set"),
+    ({"REPORTER_SMTP_URL": "smtp://user:hunter2@host:25"}, "contains a password: put it in REPORTER_SMTP_PASSWORD"),
+    ({"REPORTER_SMTP_URL": "http://host"}, "unknown scheme 'http'"),
+    ({"REPORTER_SMTP_URL": "smtps://user@host"}, "REPORTER_SMTP_PASSWORD: not set"),
+    ({"REPORTER_SMTP_URL": "smtp://user@host", "REPORTER_SMTP_PASSWORD": "x"}, "unencrypted"),
+    ({"REPORTER_SMTP_URL": "smtps://host", "REPORTER_SMTP_PASSWORD": "x"}, "names no user"),
+    ({"REPORTER_SMTP_URL": "smtp://host:notaport"}, "not a URL like"),
+])
+def test_bad_smtp_settings(env, message):
+    with pytest.raises(DeliveryError, match=message) as caught:
+        deliver.smtp_settings(env)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_sending_without_smtp_settings_fails_before_anything_is_recorded(rendered, history, monkeypatch):
+    monkeypatch.delenv("REPORTER_SMTP_URL", raising=False)
+    project, report = variant(rendered)
+    with pytest.raises(DeliveryError, match="REPORTER_SMTP_URL: not set"):
+        deliver.deliver(project, report, DAY, history, now=clock)
+    assert history.deliveries() == []
+
+
+# --- the outbox ------------------------------------------------------------------------
+
+
+def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, history, tmp_path):
+    project, report = variant(rendered, [ANALYST, DESK, EDITOR, Recipient("o'brien/x@example.org", "", "en")])
+    result = deliver.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
+    names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
+    assert names == ["kz-us_2025-11-05_en_desk@example.org.eml", "kz-us_2025-11-05_en_o_brien_x@example.org.eml",
+                     "kz-us_2025-11-05_ru_analyst@example.org.eml", "kz-us_2025-11-05_ru_editor@example.org.eml"]
+    assert [o.status for o in result.outcomes] == ["written"] * 4 and result.ok
+    assert result.summary == "written, not sent (4 written)"
+    assert history.deliveries() == []
+    message = email.message_from_bytes((tmp_path / "outbox" / names[2]).read_bytes(), policy=email.policy.default)
+    assert normalise(message["Subject"]) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
+    assert next(message.iter_attachments()).get_content() == rendered.pdf("ru")
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path, rendered: Rendered) -> Path:
+    """A config whose state database holds the recorded edition."""
+    config_path = write_project(tmp_path)
+    record_edition(tmp_path / "state" / "history.sqlite", rendered.edition).close()
+    return config_path
+
+
+def lines(result) -> list[str]:
+    """stdout lines with the column padding collapsed."""
+    return [" ".join(line.split()) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_cli_send_through_smtp_once(cli_project, server):
+    handler, smtp = server
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
+    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    assert result.returncode == 0, result.stderr
+    assert lines(result) == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]
+    assert len(handler.messages) == 3
+    again = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    assert again.returncode == 0, again.stderr
+    assert [line.split(" ", 2)[-1] for line in lines(again)] == ["already sent, skipped"] * 3
+    assert len(handler.messages) == 3
+    forced = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05",
+                     "--to", "desk@example.org", "--force", env=env)
+    assert forced.returncode == 0 and lines(forced) == ["desk@example.org en sent again (--force)"]
+    assert "--force" in forced.stderr
+
+
+@pytest.mark.slow
+def test_cli_send_partly_delivered_exits_1(cli_project, server):
+    handler, smtp = server
+    handler.refuse["desk@example.org"] = "550 5.1.1 no such user"
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
+    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    assert result.returncode == 1
+    assert "desk@example.org en rejected: 550 5.1.1 no such user" in lines(result)
+    assert "partly delivered" in result.stderr
+    assert len(handler.messages) == 2
+
+
+@pytest.mark.slow
+def test_cli_send_refuses_an_unrendered_edition(cli_project):
+    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-12",
+                     env={"REPORTER_SMTP_URL": "smtp://127.0.0.1:9"})
+    assert result.returncode == 1 and "render it first" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_send_to_an_outbox(cli_project, tmp_path, rendered):
+    outbox = tmp_path / "outbox"
+    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", "--outbox", str(outbox),
+                     env={"REPORTER_SMTP_URL": "", "REPORTER_SMTP_PASSWORD": ""})
+    assert result.returncode == 0, result.stderr
+    files = sorted(outbox.iterdir())
+    assert [f.name for f in files] == ["kz-us_2025-11-05_en_desk@example.org.eml",
+                                       "kz-us_2025-11-05_ru_analyst@example.org.eml",
+                                       "kz-us_2025-11-05_ru_editor@example.org.eml"]
+    assert lines(result)[0] == f"analyst@example.org ru written to {files[1]}"
+    for file in files:
+        message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        lang = file.name.split("_")[2]
+        assert message["Content-Language"] == lang
+        assert message.get_body(("plain",)).get_content().startswith("Брифинг" if lang == "ru" else "Briefing")
+        (attachment,) = message.iter_attachments()
+        assert attachment.get_filename() == f"kz-us_2025-11-05_{lang}.pdf"
+        assert attachment.get_content() == rendered.pdf(lang)
+    history = History.at(cli_project.parent / "state" / "history.sqlite")
+    assert history.deliveries() == []
+
+
+@pytest.mark.slow
+def test_cli_render_then_send(tmp_path, server):
+    handler, smtp = server
+    config_path = write_project(tmp_path)
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
+    result = run_cli("--config", str(config_path), "render", "kz-us", "--date", "2025-11-05", "--send", env=env)
+    assert result.returncode == 0, result.stderr
+    assert lines(result)[-3:] == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]
+    pdf = (tmp_path / "output" / "kz-us" / "2025-11-05" / "kz-us.ru.pdf").read_bytes()
+    assert next(handler.parsed()["analyst@example.org"].iter_attachments()).get_content() == pdf
+
