@@ -253,3 +253,29 @@ def test_sigterm_during_a_render_abandons_it_cleanly(tmp_path: Path) -> None:
     edition = tmp_path / "output" / "r" / "2025-11-03"
     if _statuses(state) == ["abandoned"]:
         assert not edition.exists() or not list(edition.iterdir())
+
+
+def test_history_json_lists_files_with_digests(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00")).returncode == 0
+    result = run_cli("--config", str(config_path), "history", "--json")
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["status"] == "ok" and run["slot"] == "2025-11-03T08:00" and run["trigger"] == "run-due"
+    (artifact,) = run["artifacts"]
+    assert artifact["sha256"] == hashlib.sha256(Path(artifact["path"]).read_bytes()).hexdigest()
+
+
+def test_damaged_history_is_an_error_and_is_kept(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    state = tmp_path / "state" / "history.sqlite"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"this is not a database" * 100)
+    for command in (["history"], ["run-due"], ["render", "r", "--date", "2025-11-03"]):
+        result = run_cli("--config", str(config_path), *command)
+        assert result.returncode == 1, command
+        assert "history.sqlite: the history database is damaged" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert state.read_bytes() == b"this is not a database" * 100
