@@ -195,8 +195,13 @@ def _service(ctx: click.Context, project, history, workers: int | None):
 
 
 def _after_ok(ctx: click.Context, project, history):
-    """What a scheduled run does after a successful render: deliver it, when delivery is set up."""
-    return None
+    """What a scheduled run does after a successful render: deliver it to the report's recipients."""
+    from .deliver import deliver_scheduled  # noqa: PLC0415
+
+    def deliver(report, slot, _run_id: int) -> None:
+        deliver_scheduled(project, report, slot.edition_date, history, now=ctx.obj["clock"])
+
+    return deliver
 
 
 @main.command()

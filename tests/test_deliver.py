@@ -702,3 +702,25 @@ def test_cli_render_then_send(tmp_path, server):
     pdf = (tmp_path / "output" / "kz-us" / "2025-11-05" / "kz-us.ru.pdf").read_bytes()
     assert next(handler.parsed()["analyst@example.org"].iter_attachments()).get_content() == pdf
 
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_delivers_after_rendering_and_only_once(tmp_path, server):
+    handler, smtp = server
+    config_path = write_project(tmp_path)  # the shipped kz-us: Mondays 08:00 Almaty, three recipients
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
+           "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}
+    result = run_cli("--config", str(config_path), "run-due", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "kz-us 2025-11-03T08:00 ok"
+    received = handler.parsed()
+    assert sorted(received) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+    pdf = (tmp_path / "output" / "kz-us" / "2025-11-03" / "kz-us.en.pdf").read_bytes()
+    assert next(received["desk@example.org"].iter_attachments()).get_content() == pdf
+    assert "3 ноября 2025" in str(received["analyst@example.org"]["Subject"])
+    # Called again in the same minute: nothing renders, nothing is sent twice.
+    again = run_cli("--config", str(config_path), "run-due", env={**env, "REPORTER_NOW": "2025-11-03T08:00:50+05:00"})
+    assert again.returncode == 0 and again.stdout == ""
+    assert len(handler.messages) == 3
+    history = run_cli("--config", str(config_path), "history", "kz-us")
+    assert history.stdout.count(" sent ") == 3
