@@ -69,7 +69,15 @@ def draw(spec: ChartSpec, dataset: Dataset, lang: Language, fonts_dir: Path) -> 
     }
     drawer = {"series": _series, "shares": _shares, "timeline": _timeline}[spec.kind]
     with matplotlib.rc_context(style):
-        figure, sources = drawer(spec, dataset, lang)
+        try:
+            figure, sources = drawer(spec, dataset, lang)
+        except ChartError:
+            raise
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            # A chart pointed at columns of the wrong kind (text where numbers belong, a
+            # resource without dates, a language without labels) is the user's to fix.
+            raise ChartError([Problem(str(dataset.path / "datapackage.json"), f"chart {spec.id!r}",
+                                      f"does not fit the data: {type(exc).__name__}: {exc}")]) from exc
         buffer = io.BytesIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     return Chart(spec.id, lang.code, spec.title[lang.code], buffer.getvalue(), tuple(dict.fromkeys(sources)))

@@ -60,16 +60,18 @@ class _JSONFormat(logging.Formatter):
         return json.dumps(fields, ensure_ascii=False, default=str)
 
 
-def _configure_logging(verbose: bool, as_json: bool) -> None:
+def configure_logging(verbose: bool, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JSONFormat() if as_json else _Format())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("reporter").setLevel(logging.DEBUG if verbose else logging.INFO)
-    # WeasyPrint and fontTools chatter is ours to judge (render.py collects WeasyPrint's records).
+    # fontTools and matplotlib chatter is noise; WeasyPrint's records are collected by render.py
+    # and logged again under reporter.render, so they must not also reach the handler directly.
     for noisy in ("fontTools", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("weasyprint").propagate = False
 
 
 def _handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,7 +110,8 @@ def main(ctx: click.Context, config_file: str | None, debug: bool, verbose: bool
     """Render, schedule and deliver briefings from fact datasets."""
     ctx.ensure_object(dict)
     ctx.obj.update(config=config_file, debug=debug, clock=_clock_from_environment())
-    _configure_logging(verbose, log_json)
+    ctx.obj["log_json"] = log_json
+    configure_logging(verbose, log_json)
 
 
 def _project(ctx: click.Context):
@@ -189,8 +192,9 @@ def _service(ctx: click.Context, project, history, workers: int | None):
     from .pool import ProcessPool  # noqa: PLC0415
     from .schedule import Service  # noqa: PLC0415
 
-    size = workers or project.workers or None
-    pool = ProcessPool(size=size, max_tasks=project.max_tasks_per_worker) if size else ProcessPool(max_tasks=project.max_tasks_per_worker)
+    options = dict(max_tasks=project.max_tasks_per_worker, log_json=ctx.obj["log_json"])
+    size = workers or project.workers
+    pool = ProcessPool(size=size, **options) if size else ProcessPool(**options)
     return Service(project, history, pool, ctx.obj["clock"], after_ok=_after_ok(ctx, project, history))
 
 

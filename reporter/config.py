@@ -165,7 +165,15 @@ class _Checker:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, key, message))
 
+    def mapping(self, value: Any, key: str) -> dict:
+        """A table whose keys are names the user chooses (report ids, chart ids, languages)."""
+        return self.table(value, key, set(value) if isinstance(value, dict) else set())
+
+    # TOML has no null: None means the key is missing, which the enclosing table already reported.
+
     def table(self, value: Any, key: str, allowed: set[str], required: set[str] = set()) -> dict:
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             self.problem(key, f"expected a table, got {_kind(value)}")
             return {}
@@ -177,6 +185,8 @@ class _Checker:
         return value
 
     def string(self, value: Any, key: str, pattern: re.Pattern[str] | None = None) -> str | None:
+        if value is None:
+            return None
         if not isinstance(value, str) or not value.strip():
             self.problem(key, f"expected a non-empty string, got {_kind(value)}")
             return None
@@ -186,6 +196,8 @@ class _Checker:
         return value
 
     def strings(self, value: Any, key: str, check: Callable[[str, str], str | None]) -> tuple[str, ...]:
+        if value is None:
+            return ()
         if not isinstance(value, list) or not value:
             self.problem(key, f"expected a non-empty list of strings, got {_kind(value)}")
             return ()
@@ -200,6 +212,8 @@ class _Checker:
         return tuple(out)
 
     def per_language(self, value: Any, key: str, languages: tuple[str, ...]) -> dict[str, str]:
+        if value is None:
+            return {}
         table = self.table(value, key, set(languages), set(languages))
         return {lang: text for lang, v in table.items() if (text := self.string(v, _join(key, lang)))}
 
@@ -233,6 +247,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([Problem(name, "", "config file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(name, "", f"cannot read the config file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(name, "", f"not valid UTF-8 ({exc.reason} at byte {exc.start})")]) from None
     except tomllib.TOMLDecodeError as exc:
@@ -254,12 +270,12 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
             check.problem(f"project.{key}", f"folder {where} does not exist")
 
     locales = {}
-    for lang, value in check.table(folders.get("locales", {}), "project.locales", set(folders.get("locales", {}) or {})).items():
+    for lang, value in check.mapping(folders.get("locales", {}), "project.locales").items():
         if locale_id := check.string(value, f"project.locales.{lang}", re.compile(r"^[a-z]{2,3}(_[A-Za-z0-9]+)*$")):
             locales[lang] = locale_id
 
     reports: dict[str, Report] = {}
-    for report_id, table in check.table(top.get("reports", {}), "reports", set(top.get("reports", {}) or {})).items():
+    for report_id, table in check.mapping(top.get("reports", {}), "reports").items():
         key = f"reports.{report_id}"
         if not REPORT_ID.match(report_id):
             check.problem(key, "a report id is lower-case letters, digits, '-' and '_'")
@@ -370,7 +386,7 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     if tz_name := check.string(table.get("timezone"), f"{key}.timezone"):
         try:
             zone = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             check.problem(f"{key}.timezone", f"unknown time zone {tz_name!r} (use an IANA name like 'Asia/Almaty')")
     schedule = None
     if "schedule" in table:
@@ -382,7 +398,7 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
             except ValueError as exc:
                 check.problem(f"{key}.schedule", str(exc))
     charts = tuple(
-        chart for chart_id, spec in check.table(table.get("charts", {}), f"{key}.charts", set(table.get("charts", {}) or {})).items()
+        chart for chart_id, spec in check.mapping(table.get("charts", {}), f"{key}.charts").items()
         if (chart := _chart(check, f"{key}.charts.{chart_id}", chart_id, spec, languages, datasets))
     )
     catch_up = table.get("catch_up", "latest")

@@ -23,6 +23,9 @@ PRESETS = {
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _APS_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
+# What crontab itself accepts in the other fields; APScheduler also takes extensions such as
+# "last" or "5th fri" that a crontab line cannot mean, so those are refused here.
+_FIELD = re.compile(r"^(\*|\d+(-\d+)?|[a-z]{3}(-[a-z]{3})?)(/[1-9]\d*)?(,(\*|\d+(-\d+)?|[a-z]{3}(-[a-z]{3})?)(/[1-9]\d*)?)*$")
 
 
 def _weekday(token: str) -> int:
@@ -55,7 +58,7 @@ def _weekdays(field: str) -> str:
         else:
             first = last = _weekday(span)
             if match.group(2):
-                last = 6
+                last = 7  # crontab reads "5/2" as "5-7/2": Friday and Sunday
         days.update(d % 7 for d in range(first, last + 1, step))
     if len(days) == 7:
         return "*"
@@ -76,12 +79,15 @@ def parse_schedule(text: str, timezone: tzinfo):
     fields = line.split()
     if len(fields) != 5:
         raise ValueError(f"{text!r} must have 5 fields (minute hour day month weekday), or be a preset")
-    minute, hour, day, month, weekday = fields
+    minute, hour, day, month, weekday = (field.lower() for field in fields)
+    for name, value in zip(("minute", "hour", "day of month", "month"), (minute, hour, day, month)):
+        if not _FIELD.match(value) or (name != "month" and re.search("[a-z]", value)):
+            raise ValueError(f"{text!r} is not a valid schedule: {name} field {value!r} is not crontab syntax")
     try:
         day_of_week = _weekdays(weekday)
         common = dict(minute=minute, hour=hour, month=month, timezone=timezone)
-        if day != "*" and day_of_week != "*" and weekday != "*":
-            # crontab: either day field matching is enough when both are restricted
+        if not day.startswith("*") and not weekday.startswith("*"):
+            # crontab: when neither day field starts with '*', either one matching is enough
             return OrTrigger([CronTrigger(day=day, **common), CronTrigger(day_of_week=day_of_week, **common)])
         return CronTrigger(day=day, day_of_week=day_of_week, **common)
     except ValueError as exc:

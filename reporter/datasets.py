@@ -142,14 +142,23 @@ def load(data_dir: Path, name: str) -> Dataset:
         if root.resolve() not in csv_path.parents:
             problems.append(Problem(where, f"{place}.path", f"{resource['path']!r} is outside the package folder"))
             continue
-        fields = _fields(schema, where, f"{place}.schema", problems)
-        table = _read_table(resource["name"], csv_path, fields, schema, problems, digest)
+        try:
+            fields = _fields(schema, where, f"{place}.schema", problems)
+            table = _read_table(resource["name"], csv_path, fields, schema, problems, digest)
+        except (TypeError, AttributeError, KeyError, ValueError, re.error) as exc:
+            # A descriptor of the wrong shape (a pattern that is no regex, a minimum as text).
+            problems.append(Problem(where, f"{place}.schema", f"not a valid Table Schema: {type(exc).__name__}: {exc}"))
+            continue
         if table is not None:
             tables[table.name] = table
             schemas[table.name] = schema
 
     for table_name, table in tables.items():
-        _check_foreign_keys(table, schemas[table_name], tables, problems)
+        try:
+            _check_foreign_keys(table, schemas[table_name], tables, problems)
+        except (TypeError, AttributeError, KeyError) as exc:
+            problems.append(Problem(where, f"resource {table_name!r} foreignKeys",
+                                    f"not a valid foreign key: {type(exc).__name__}: {exc}"))
     if problems:
         raise DataError(problems)
     return Dataset(name=name, path=root, title=str(descriptor.get("title", name)), tables=tables,

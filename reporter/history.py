@@ -132,6 +132,7 @@ class History:
         self.engine = sa.create_engine(url, connect_args={"timeout": 10} if url.startswith("sqlite") else {})
         if url.startswith("sqlite"):
             self._sqlite_pragmas()
+        self._reader = self.engine.execution_options(readonly=True)
         try:
             metadata.create_all(self.engine)
         except DatabaseError as exc:
@@ -139,7 +140,12 @@ class History:
 
     @classmethod
     def at(cls, path: Path) -> "History":
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError([Problem(str(path), "", f"cannot create its folder: {exc.strerror}")]) from None
+        if path.is_dir():
+            raise StateError([Problem(str(path), "", "is a folder, not a history database file")])
         return cls(f"sqlite:///{path}", where=str(path))
 
     def _sqlite_pragmas(self) -> None:
@@ -156,7 +162,9 @@ class History:
 
         @event.listens_for(self.engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front; readers use WAL's snapshot and never wait.
+            readonly = connection.get_execution_options().get("readonly")
+            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     def _error(self, exc: Exception) -> StateError:
         text = str(getattr(exc, "orig", exc))
@@ -168,9 +176,9 @@ class History:
             message = f"cannot use the history database: {text}"
         return StateError([Problem(self.where, "", message)])
 
-    def _run(self, fn):
+    def _run(self, fn, *, readonly: bool = False):
         try:
-            with self.engine.begin() as conn:
+            with (self._reader if readonly else self.engine).begin() as conn:
                 return fn(conn)
         except (OperationalError, DatabaseError) as exc:
             if isinstance(exc, IntegrityError):
@@ -234,12 +242,14 @@ class History:
     def abandon_running(self, now: datetime, owner_alive=lambda owner: False) -> list[int]:
         """Mark runs whose process is gone as ``abandoned``; return their ids.
 
-        Called at start-up by the process holding the scheduler lock: a run still marked
-        ``running`` then belongs to a process that died (``kill -9``, power loss).
+        Called at start-up by the process holding the scheduler lock. Scheduled runs are only
+        ever started by that lock's holder, so any still ``running`` belong to a process that
+        died (``kill -9``, power loss), even if its pid has since been reused. A manual render
+        (no slot) may be in progress in another process: that one is asked ``owner_alive``.
         """
         def sweep(conn: sa.Connection) -> list[int]:
-            stale = [row.id for row in conn.execute(sa.select(runs.c.id, runs.c.owner).where(runs.c.status == "running"))
-                     if not owner_alive(row.owner)]
+            rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.slot).where(runs.c.status == "running")).all()
+            stale = [row.id for row in rows if row.slot is not None or not owner_alive(row.owner)]
             if stale:
                 conn.execute(runs.update().where(runs.c.id.in_(stale)).values(
                     status="abandoned", finished_at=_iso(now), error="the process running it stopped before it finished"))
@@ -251,32 +261,36 @@ class History:
         def get(conn: sa.Connection) -> str | None:
             row = conn.execute(sa.select(slots.c.state).where(slots.c.report == report, slots.c.slot == slot)).first()
             return row.state if row else None
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def evaluated_until(self, report: str) -> datetime | None:
         """Up to when a report's due slots were last decided; ``None`` before the first time."""
         def get(conn: sa.Connection) -> datetime | None:
             value = conn.execute(sa.select(cursors.c.until).where(cursors.c.report == report)).scalar()
             return datetime.fromisoformat(value) if value else None
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def set_evaluated_until(self, report: str, moment: datetime) -> None:
+        """Move the report's cursor forward to ``moment``; it never moves back."""
         def put(conn: sa.Connection) -> None:
             value = moment.astimezone(timezone.utc).isoformat()
-            if not conn.execute(cursors.update().where(cursors.c.report == report).values(until=value)).rowcount:
+            old = conn.execute(sa.select(cursors.c.until).where(cursors.c.report == report)).scalar()
+            if old is None:
                 conn.execute(cursors.insert().values(report=report, until=value))
+            elif datetime.fromisoformat(old) < moment:
+                conn.execute(cursors.update().where(cursors.c.report == report).values(until=value))
         self._run(put)
 
     def slots_in_state(self, report: str, state: str) -> list[str]:
         def get(conn: sa.Connection) -> list[str]:
             return list(conn.execute(sa.select(slots.c.slot).where(slots.c.report == report, slots.c.state == state)).scalars())
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def last_slot(self, report: str) -> str | None:
         """The newest slot ever decided for a report (whatever its outcome)."""
         def get(conn: sa.Connection) -> str | None:
             return conn.execute(sa.select(sa.func.max(slots.c.slot)).where(slots.c.report == report)).scalar()
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def runs(self, report: str | None = None, limit: int = 50) -> list[RunRecord]:
         """The newest runs first, each with its artifacts."""
@@ -290,7 +304,7 @@ class History:
                 for a in conn.execute(sa.select(artifacts).where(artifacts.c.run_id.in_([r["id"] for r in rows]))).mappings():
                     files.setdefault(a["run_id"], []).append(ArtifactRecord(a["path"], a["lang"], a["format"], a["sha256"], a["size"]))
             return [RunRecord(**r, artifacts=tuple(files.get(r["id"], ()))) for r in rows]
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def latest_ok(self, report: str, edition_date: date) -> RunRecord | None:
         """The newest successful run of an edition: what may be delivered."""
@@ -298,7 +312,7 @@ class History:
             return conn.execute(sa.select(sa.func.max(runs.c.id)).where(
                 runs.c.report == report, runs.c.edition_date == edition_date.isoformat(),
                 runs.c.status == "ok")).scalar()
-        run_id = self._run(get)
+        run_id = self._run(get, readonly=True)
         if run_id is None:
             return None
         return next(r for r in self.runs(report, limit=10_000) if r.id == run_id)
@@ -311,7 +325,7 @@ class History:
                 deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
                 deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower())).mappings().first()
             return DeliveryRecord(**row) if row else None
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def record_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
                         status: str, attempts: int, reply: str | None, now: datetime,
@@ -335,7 +349,7 @@ class History:
             if edition_date:
                 query = query.where(deliveries.c.edition_date == edition_date.isoformat())
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
-        return self._run(get)
+        return self._run(get, readonly=True)
 
     def last_sent_sha256(self, report: str, lang: str, before: date) -> str | None:
         """The PDF digest of the newest earlier edition delivered in ``lang`` (for send_if = "changed")."""
@@ -344,4 +358,4 @@ class History:
                 deliveries.c.report == report, deliveries.c.lang == lang, deliveries.c.status == "sent",
                 deliveries.c.edition_date < before.isoformat()).order_by(deliveries.c.edition_date.desc()).limit(1)).first()
             return row.sha256 if row else None
-        return self._run(get)
+        return self._run(get, readonly=True)

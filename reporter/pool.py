@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .build import Artifact
+if TYPE_CHECKING:  # workers import this module first thing: keep it light
+    from .build import Artifact
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class RenderTask:
 @dataclass(frozen=True)
 class RenderOutcome:
     ok: bool
-    artifacts: tuple[Artifact, ...] = ()
+    artifacts: tuple["Artifact", ...] = ()
     error: str = ""
     seconds: float = 0.0
 
@@ -52,7 +53,11 @@ class RenderTimeout(Exception):
 
 
 class WorkerStopped(Exception):
-    """The worker was stopped (service shutting down) or died before answering."""
+    """The service is stopping and stopped the worker before the render finished."""
+
+
+class WorkerCrashed(Exception):
+    """The worker died on its own (out of memory, a crash in a C library) mid-render."""
 
 
 class Executor(Protocol):
@@ -61,6 +66,9 @@ class Executor(Protocol):
     def run(self, task: RenderTask, timeout: float) -> RenderOutcome: ...
 
     def close(self, grace: float) -> None: ...
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _die_with_parent() -> None:
@@ -92,10 +100,20 @@ def execute(task: RenderTask) -> RenderOutcome:
     return RenderOutcome(True, edition.artifacts, seconds=time.perf_counter() - start)
 
 
-def _worker_main(conn: Connection, max_tasks: int) -> None:
+def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:
+    # The service decides when workers stop. A terminal's Ctrl-C and systemd's default stop
+    # signal the whole process group; leaving it, and ignoring those signals, lets a render in
+    # progress have its grace period instead of dying with the first signal.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
-    logging.basicConfig(level=logging.WARNING)
+    from .cli import configure_logging  # noqa: PLC0415 - same log format as the service
+
+    configure_logging(verbose=False, as_json=log_json)
     import matplotlib.figure  # noqa: F401, PLC0415 - warm up: pay the imports once per worker
     import weasyprint  # noqa: F401, PLC0415
 
@@ -126,20 +144,30 @@ class ProcessPool:
 
     size: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_tasks: int = 20
+    log_json: bool = False
 
     def __post_init__(self) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
-        self._closing = False
-        for _ in range(self.size):
-            self._idle.put(self._start())
+        self._active = 0  # run() calls in progress, waiting for a worker or rendering
+        self._closing = False  # no new calls
+        self._stopped = False  # grace is over: calls still waiting give up
+        self._started = False
+
+    def _start_all(self) -> None:
+        # Lazily: `run-due` from cron with nothing due must not pay for importing WeasyPrint.
+        with self._lock:
+            if not self._started:
+                self._started = True
+                for _ in range(self.size):
+                    self._idle.put(self._start())
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.max_tasks), daemon=True,
-                                        name="reporter-worker")
+        process = self._context.Process(target=_worker_main, args=(child, self.max_tasks, self.log_json),
+                                        daemon=True, name="reporter-worker")
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -151,30 +179,43 @@ class ProcessPool:
         worker.conn.close()
 
     def run(self, task: RenderTask, timeout: float) -> RenderOutcome:
-        if self._closing:
-            raise WorkerStopped("the service is stopping")
+        with self._lock:
+            if self._closing:
+                raise WorkerStopped("the service is stopping")
+            self._active += 1
+        try:
+            self._start_all()
+            return self._run(task, timeout)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _take(self) -> _Worker:
         while True:
             try:
-                worker = self._idle.get(timeout=0.2)
-                break
+                return self._idle.get(timeout=0.2)
             except queue.Empty:
-                if self._closing:
-                    raise WorkerStopped("the service is stopping") from None
+                if self._stopped:
+                    raise WorkerStopped("stopped with the service before it started") from None
+
+    def _run(self, task: RenderTask, timeout: float) -> RenderOutcome:
+        worker = self._take()
         with self._lock:
             self._busy.add(worker)
         replace, kill = False, False
         try:
-            deadline = time.monotonic() + timeout
             if not worker.ready:
                 # A fresh worker first reports that its imports are done; that time is not the task's.
                 if not worker.conn.poll(120) or worker.conn.recv() != "ready":
                     replace, kill = True, True
-                    raise WorkerStopped("a worker failed to start")
+                    raise WorkerCrashed("a render process failed to start")
                 worker.ready = True
-                deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + timeout
             worker.conn.send(task)
             if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
                 replace, kill = True, True
+                if self._stopped:
+                    raise WorkerStopped("stopped with the service before it finished")
                 raise RenderTimeout(f"render did not finish within {timeout:g} s and was stopped")
             outcome = worker.conn.recv()
             worker.tasks += 1
@@ -183,36 +224,59 @@ class ProcessPool:
             return outcome
         except (EOFError, OSError, BrokenPipeError):
             replace, kill = True, True
-            raise WorkerStopped("the worker stopped before it finished") from None
+            if self._stopped:
+                raise WorkerStopped("stopped with the service before it finished") from None
+            worker.process.join(timeout=5)
+            code = worker.process.exitcode
+            if code is not None and -code in _STOP_SIGNALS:
+                # Signalled in the instant before it could ignore stop signals: a stop, not a crash.
+                raise WorkerStopped(f"stopped by {signal.Signals(-code).name} before it finished") from None
+            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            raise WorkerCrashed(f"the render process died ({how})") from None
         finally:
-            with self._lock:
-                self._busy.discard(worker)
+            back: _Worker | None = worker
             if replace:
                 self._retire(worker, kill)
+                back = None
                 if not self._closing:
-                    worker = self._start()
-                    log.debug("started a fresh worker (pid %s)", worker.process.pid)
-            if not self._closing or not replace:
-                self._idle.put(worker)
+                    try:
+                        back = self._start()
+                    except OSError as exc:  # the pool shrinks by one rather than the service dying
+                        log.error("could not start a fresh render process: %s", exc)
+            # Back to idle before leaving busy, so close() always finds every worker.
+            if back is not None:
+                self._idle.put(back)
+            with self._lock:
+                self._busy.discard(worker)
 
     def close(self, grace: float = 30.0) -> None:
-        """Let renders in progress finish for up to ``grace`` seconds, then stop every worker."""
-        self._closing = True
+        """Take no new renders; let those in progress finish for up to ``grace`` seconds, then
+        stop every worker (renders still running are abandoned)."""
+        with self._lock:
+            self._closing = True
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._busy:
+                if not self._active:
                     break
             time.sleep(0.05)
+        self._stopped = True
         with self._lock:
             busy = list(self._busy)
         for worker in busy:
             log.warning("stopping a render still in progress (worker pid %s)", worker.process.pid)
             worker.process.kill()
-        idle = []
-        while not self._idle.empty():
-            idle.append(self._idle.get_nowait())
-        for worker in idle:
+        settle = time.monotonic() + 10
+        while time.monotonic() < settle:
+            with self._lock:
+                if not self._active:
+                    break
+            time.sleep(0.05)
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                break
             try:
                 worker.conn.send(None)
             except (OSError, BrokenPipeError):

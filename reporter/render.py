@@ -206,7 +206,8 @@ def _template_problem(exc: Exception, templates_dir: Path) -> Problem:
         if filename.endswith((".j2", ".html", ".css")) and Path(filename).is_file():
             place = (filename, f"line {tb.tb_lineno}")
         tb = tb.tb_next
-    message = exc.problems[0].message if isinstance(exc, TemplateError) else str(exc)
+    message = exc.problems[0].message if isinstance(exc, TemplateError) else (
+        str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}")
     return Problem(place[0], place[1], message)
 
 
@@ -217,6 +218,11 @@ def html(ctx: EditionContext, templates_dir: Path) -> str:
     try:
         return env.get_template(name).render(ctx.globals())
     except (jinja2.TemplateError, TemplateError) as exc:
+        raise TemplateError([_template_problem(exc, templates_dir)]) from exc
+    except UnicodeDecodeError as exc:
+        raise TemplateError([Problem(name, "", f"template is not valid UTF-8 ({exc.reason})")]) from exc
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+        # An expression in a template that fails (1/0, a missing %(name)s): name its line.
         raise TemplateError([_template_problem(exc, templates_dir)]) from exc
 
 
@@ -335,10 +341,13 @@ def remove_stale_parts(directory: Path) -> list[Path]:
 
 
 def write_atomically(files: dict[Path, bytes]) -> None:
-    """Write every file, or none: each goes to a temporary file beside its target first.
+    """Write an edition's files so that none is ever seen half-written.
 
-    Temporary files are flushed and synced before any is renamed into place, so an interrupted
-    run leaves the previous edition as it was and never a half-written PDF that could be sent.
+    Every file is first written to a temporary file beside its target, flushed and synced;
+    only when all are staged are they renamed into place, one ``os.replace`` each. A failure
+    while staging leaves every target as it was. (A crash between two renames can leave a
+    new PDF beside an old HTML of the same edition; each file is whole, and the history
+    records the run as not finished, so it runs again.)
     """
     staged: list[tuple[str, Path]] = []
     try:
@@ -354,6 +363,9 @@ def write_atomically(files: dict[Path, bytes]) -> None:
         for tmp, target in staged:
             os.replace(tmp, target)
         staged.clear()
+    except OSError as exc:
+        where = exc.filename or next(iter(files), "")
+        raise RenderError([Problem(str(where), "", f"cannot write: {exc.strerror}")]) from None
     finally:
         for tmp, _target in staged:
             Path(tmp).unlink(missing_ok=True)

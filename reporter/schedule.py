@@ -25,7 +25,7 @@ from .build import Clock
 from .config import Project, Report
 from .crontab import parse_schedule
 from .history import History
-from .pool import Executor, RenderTask, RenderTimeout, WorkerStopped
+from .pool import Executor, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Service:
             outcome = self.executor.run(task, timeout=report.timeout_seconds)
             status = "ok" if outcome.ok else "failed"
             error, artifacts, seconds = outcome.error or None, outcome.artifacts, outcome.seconds
-        except RenderTimeout as exc:
+        except (RenderTimeout, WorkerCrashed) as exc:
             error = str(exc)
         except WorkerStopped as exc:
             status, error = "abandoned", str(exc)
@@ -227,6 +227,10 @@ def serve(service: Service, stop_grace: float) -> None:
         for moment in next_runs(report, service.clock(), 1):
             log.info("%s: next run %s (%s)", report.id, moment.isoformat(timespec="minutes"), report.timezone.key,
                      extra={"fields": {"event": "next", "report": report.id, "at": moment.isoformat()}})
+    # A signal that lands just before start() finds the scheduler not yet running; this
+    # watchdog then stops it from inside, so the service can never miss its stop.
+    scheduler.add_job(lambda: stopping.is_set() and scheduler.shutdown(wait=False), "interval", seconds=1,
+                      id="stop-watch", name="stop-watch")
     catch_up = threading.Thread(target=service.due, kwargs={"trigger": "catch-up"}, name="catch-up", daemon=True)
     catch_up.start()
     try:

@@ -107,3 +107,35 @@ def test_list_shows_reports(tmp_path: Path) -> None:
     result = run_cli("--config", str(write_project(tmp_path)), "list")
     assert result.returncode == 0
     assert "kz-us" in result.stdout and "ru, en" in result.stdout and "Asia/Almaty" in result.stdout
+
+
+@pytest.mark.parametrize(("snippet", "expected"), [
+    ("[[reports.r.charts]]\nx = 1\n", "reports.r.charts: expected a table, got a list"),
+    ('[project.locales]\nen = ["en_GB"]\n', "project.locales.en: expected a non-empty string, got a list"),
+    ("", "reports.r.timezone: unknown time zone 'America'"),
+])
+def test_odd_shapes_are_errors_not_tracebacks(tmp_path: Path, snippet: str, expected: str) -> None:
+    text = GOOD.replace('"Europe/London"', '"America"' if not snippet else '"Europe/London"')
+    if snippet.startswith("[project"):
+        text = text.replace("[reports.r]", snippet + "[reports.r]")
+    else:
+        text += snippet
+    path = tmp_path / "reports.toml"
+    path.write_text(text, encoding="utf-8")
+    result = run_cli("--config", str(path), "validate")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+def test_a_folder_as_config_is_an_error(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path), "list")
+    assert result.returncode == 1 and "cannot read the config file: Is a directory" in result.stderr
+
+
+def test_list_shows_next_runs_in_the_reports_zone(tmp_path: Path) -> None:
+    result = run_cli("--config", str(write_project(tmp_path)), "list", "--next", "2",
+                     env={"REPORTER_NOW": "2025-11-03T09:00:00+05:00"})
+    assert result.returncode == 0, result.stderr
+    assert "next:      Mon 2025-11-10 08:00 +05 (UTC+0500)" in result.stdout
+    assert "next:      Mon 2025-11-17 08:00 +05 (UTC+0500)" in result.stdout

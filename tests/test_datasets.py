@@ -95,3 +95,30 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run_cli("--config", str(write_project(tmp_path, data=data)), "--debug", "render", "kz-us", "--date", EDITION)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "DataError" in result.stderr
+
+
+def _descriptor(tmp_path: Path, edit) -> Path:
+    import json
+
+    data = copy_data(tmp_path)
+    path = data / "kz-us" / "datapackage.json"
+    descriptor = json.loads(path.read_text(encoding="utf-8"))
+    edit(descriptor)
+    path.write_text(json.dumps(descriptor), encoding="utf-8")
+    return data
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda d: d["resources"][1]["schema"]["fields"][0]["constraints"].update(pattern="(["),
+     "resources[1].schema: not a valid Table Schema"),
+    (lambda d: d["resources"][2]["schema"]["foreignKeys"][0].update(reference="sources"),
+     "resource 'production' foreignKeys: not a valid foreign key"),
+    (lambda d: d["resources"][1]["schema"]["fields"][1].update(type="money"),
+     "resources[1].schema.fields[1].type: type 'money' is not supported"),
+])
+def test_broken_descriptor_is_named(tmp_path: Path, edit, expected: str) -> None:
+    data = _descriptor(tmp_path, edit)
+    result = run_cli("--config", str(write_project(tmp_path, data=data)), "validate")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "datapackage.json:" + expected in result.stderr, result.stderr

@@ -83,3 +83,31 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
         render.write_atomically({target: b"new", tmp_path / "b.pdf": object()})  # type: ignore[dict-item]
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]
+
+
+def test_a_failing_template_expression_names_its_line(tmp_path: Path) -> None:
+    templates = _templates(tmp_path)
+    narrative = templates / "kz-us" / "narrative.en.html.j2"
+    _edit(narrative, "{% block mining %}", "{% block mining %}{{ 1 / 0 }}")
+    line = next(i for i, text in enumerate(narrative.read_text().splitlines(), 1) if "1 / 0" in text)
+    result = run_cli("--config", str(write_project(tmp_path, templates=templates)), "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"narrative.en.html.j2:line {line}: ZeroDivisionError" in result.stderr
+
+
+def test_a_chart_that_does_not_fit_its_data_is_named(tmp_path: Path) -> None:
+    config_path = write_project(tmp_path)
+    text = config_path.read_text(encoding="utf-8").replace('y = "tonnes_uranium"', 'y = "note"')
+    config_path.write_text(text, encoding="utf-8")
+    result = run_cli("--config", str(config_path), "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "datapackage.json:chart 'production': does not fit the data" in result.stderr
+
+
+def test_an_unwritable_output_folder_is_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("render", "kz-us", "--date", EDITION, "--lang", "en", "--format", "html",
+                     "--output", str(blocker / "out"), env={"REPORTER_CONFIG": str(write_project(tmp_path))})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot write: Not a directory" in result.stderr

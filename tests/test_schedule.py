@@ -46,6 +46,7 @@ def _weekdays(line: str, count: int = 7) -> list[str]:
     ("0 8 * * 5-7", ["Fri 08:00", "Sat 08:00", "Sun 08:00"]),
     ("0 8 * * sun,wed", ["Wed 08:00", "Sun 08:00"]),
     ("@weekly", ["Sun 00:00"]),
+    ("0 8 * * 5/2", ["Fri 08:00", "Sun 08:00"]),
 ])
 def test_crontab_weekdays_mean_what_crontab_means(line: str, expected: list[str]) -> None:
     assert sorted(set(_weekdays(line, 7))) == sorted(expected)
@@ -61,7 +62,23 @@ def test_crontab_day_of_month_or_weekday() -> None:
     assert days == ["Mon 01", "Mon 08", "Mon 15"]
 
 
-@pytest.mark.parametrize("line", ["0 8 * * 8", "61 8 * * *", "0 8 * *", "@fortnightly", "0 8 * * 5-2"])
+def _days(line: str, count: int) -> list[str]:
+    trigger = parse_schedule(line, timezone.utc)
+    moment, days = datetime(2025, 11, 30, tzinfo=timezone.utc), []
+    for _ in range(count):
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        days.append(moment.strftime("%a %d"))
+    return days
+
+
+def test_crontab_star_prefixed_day_fields_combine_with_and() -> None:
+    # A day field starting with '*' is "unrestricted" to crontab: then both must match.
+    assert _days("0 8 */2 * 1", 2) == ["Mon 01", "Mon 15"]   # odd days that are Mondays
+    assert _days("0 8 1 * 0-7", 3) == ["Sun 30", "Mon 01", "Tue 02"]  # every day
+
+
+@pytest.mark.parametrize("line", ["0 8 * * 8", "61 8 * * *", "0 8 * *", "@fortnightly", "0 8 * * 5-2",
+                                  "0 8 last * 1", "0 8 * jan-dec/0 *", "0 8 * * mon#2"])
 def test_bad_schedules_are_refused(line: str) -> None:
     with pytest.raises(ValueError):
         parse_schedule(line, ALMATY)
@@ -177,9 +194,10 @@ def test_hung_render_is_stopped_by_the_timeout(tmp_path: Path) -> None:
 
 
 def _start_service(config_path: Path, now: str, *extra: str) -> subprocess.Popen:
+    # A session of its own, as under systemd: a signal can go to its whole process group.
     return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "REPORTER_NOW": now})
+                            env={**os.environ, "REPORTER_NOW": now}, start_new_session=True)
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
@@ -279,3 +297,87 @@ def test_damaged_history_is_an_error_and_is_kept(tmp_path: Path) -> None:
         assert "history.sqlite: the history database is damaged" in result.stderr
         assert "Traceback" not in result.stderr
     assert state.read_bytes() == b"this is not a database" * 100
+
+
+def test_a_slot_left_running_by_a_dead_scheduler_runs_again_even_if_its_pid_is_reused(tmp_path: Path) -> None:
+    import socket
+
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    state = tmp_path / "state" / "history.sqlite"
+    from reporter.history import History
+
+    history = History.at(state)
+    # As a crashed scheduler would leave it: its pid (1) is alive again, in another process.
+    history.start_run("r", datetime(2025, 11, 3).date(), "schedule", datetime(2025, 11, 3, 3, 0, tzinfo=timezone.utc),
+                      slot="2025-11-03T08:00")
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE runs SET owner = ?", (f"{socket.gethostname()}:1",))
+    history.set_evaluated_until("r", datetime(2025, 11, 3, 3, 0, 10, tzinfo=timezone.utc))
+    history.close()
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:05:00+05:00"))
+    assert result.returncode == 0, result.stderr
+    assert [(r[1], r[4]) for r in _history_rows(state)] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
+
+
+def test_sigterm_lets_a_render_in_progress_finish(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r")])
+    state = tmp_path / "state" / "history.sqlite"
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--stop-timeout", "60")
+    # Once a worker has set itself up (its own process group, stop signals ignored)...
+    _wait_for(lambda: _statuses(state) == ["running"] and any(_set_up(w) for w in _workers_of(service.pid)))
+    time.sleep(0.2)
+    # ...a SIGTERM to the whole group, as a terminal's Ctrl-C and systemd's default KillMode
+    # send, stops the service but lets the render finish.
+    os.killpg(service.pid, signal.SIGTERM)
+    _out, err = service.communicate(timeout=90)
+    assert service.returncode == 0, err
+    assert _statuses(state) == ["ok"], err
+    assert len(list((tmp_path / "output" / "r" / "2025-11-03").glob("r.*.pdf"))) == 2
+
+
+def _workers_of(pid: int) -> list[int]:
+    # Workers are started from the service's threads, so look at every thread's children.
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for child in (task / "children").read_text().split():
+                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread or child that just ended
+    return found
+
+
+def _set_up(worker: int) -> bool:
+    try:
+        return os.getpgid(worker) == worker
+    except ProcessLookupError:
+        return False
+
+
+def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r")])
+    state = tmp_path / "state" / "history.sqlite"
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--workers", "1")
+    try:
+        _wait_for(lambda: _statuses(state) == ["running"] and _workers_of(service.pid))
+        for worker in _workers_of(service.pid):
+            os.kill(worker, signal.SIGKILL)
+        _wait_for(lambda: _statuses(state) == ["failed"])
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.communicate(timeout=30)
+    (row,) = _history_rows(state)
+    assert "the render process died (killed by SIGKILL)" in row[5]
+
+
+def test_log_json_gives_one_json_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    result = run_cli("--config", str(config_path), "--log-json", "run-due", env=_env("2025-11-03T08:00:20+05:00"))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"started", "ok"} <= {e.get("event") for e in events}
+    ok = next(e for e in events if e.get("event") == "ok")
+    assert ok["report"] == "r" and ok["slot"] == "2025-11-03T08:00" and ok["level"] == "info"
