@@ -46,11 +46,6 @@ class Edition:
     artifacts: tuple[Artifact, ...]
 
 
-def edition_date(report: Report, clock: Clock) -> date:
-    """Today in the report's own time zone: a Monday 01:00 in Almaty is still Sunday in UTC."""
-    return clock().astimezone(report.timezone).date()
-
-
 def edition_dir(output_dir: Path, report_id: str, day: date) -> Path:
     return output_dir / report_id / day.isoformat()
 
@@ -80,8 +75,13 @@ def build_edition(
     languages: tuple[str, ...] | None = None,
     formats: tuple[str, ...] | None = None,
     output_dir: Path | None = None,
+    before_write: Callable[[], object] | None = None,
 ) -> Edition:
-    """Render and write one edition; raise a :class:`ReporterError` and write nothing on failure."""
+    """Render and write one edition; raise a :class:`ReporterError` and write nothing on failure.
+
+    ``before_write`` runs after everything is rendered in memory and before the first file is
+    written; an error it raises leaves the output folder untouched.
+    """
     languages = languages or report.languages
     formats = formats or report.formats
     unknown = [lang for lang in languages if lang not in report.languages]
@@ -113,6 +113,8 @@ def build_edition(
                 files[target] = document.encode("utf-8")
             meta[target] = (lang_code, fmt)
 
+    if before_write:
+        before_write()
     for stale in render.remove_stale_parts(directory):
         log.info("removed %s, left by an interrupted render", stale)
     render.write_atomically(files)

@@ -141,31 +141,34 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     """Render one edition of REPORT and print the paths written."""
     from pathlib import Path  # noqa: PLC0415
 
-    from .build import build_edition, edition_date  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
+    from .recording import RunRecorder  # noqa: PLC0415
+
+    from .config import edition_date  # noqa: PLC0415
 
     clock = ctx.obj["clock"]
     project = _project(ctx)
     report = project.report(report_id)
     when = day.date() if day else edition_date(report, clock)
-    history = _history(project)
-    run_id = history.start_run(report.id, when, "manual", clock())
+    recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
+    from .build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
+
     try:
         edition = build_edition(
             project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
-            output_dir=Path(output).resolve() if output else None,
+            output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started,
         )
     except ReporterError as exc:
-        history.finish_run(run_id, "failed", clock(), error=str(exc))
+        recorder.finish("failed", clock(), error=str(exc))
         raise
     except BaseException as exc:
-        history.finish_run(run_id, "abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
+        recorder.finish("abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
         raise
-    history.finish_run(run_id, "ok", clock(), files=edition.artifacts)
+    recorder.finish("ok", clock(), files=edition.artifacts)
     for artifact in edition.artifacts:
         click.echo(str(artifact.path))
     if send_after:
-        _deliver(ctx, project, report, when, history)
+        _deliver(ctx, project, report, when, _history(project))
 
 
 @main.command("list")
@@ -349,7 +352,7 @@ def send(ctx: click.Context, report_id: str, day: datetime | None, to: tuple[str
     """
     from pathlib import Path  # noqa: PLC0415
 
-    from .build import edition_date  # noqa: PLC0415
+    from .config import edition_date  # noqa: PLC0415
 
     project = _project(ctx)
     report = project.report(report_id)

@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -148,6 +149,11 @@ class Project:
             raise ConfigError(
                 [Problem(str(self.path), "", f"no report {report_id!r} (known: {known})")]
             ) from None
+
+
+def edition_date(report: Report, clock: Callable[[], datetime]) -> date:
+    """Today in the report's own time zone: a Monday 01:00 in Almaty is still Sunday in UTC."""
+    return clock().astimezone(report.timezone).date()
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -392,9 +398,9 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     if "schedule" in table:
         schedule = check.string(table["schedule"], f"{key}.schedule")
         if schedule:
-            from .crontab import parse_schedule  # noqa: PLC0415 - only needed with a schedule
+            from .crontab import check_schedule  # noqa: PLC0415 - only needed with a schedule
             try:
-                parse_schedule(schedule, zone or ZoneInfo("UTC"))
+                check_schedule(schedule)
             except ValueError as exc:
                 check.problem(f"{key}.schedule", str(exc))
     charts = tuple(

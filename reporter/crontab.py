@@ -25,7 +25,7 @@ _APS_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
 # What crontab itself accepts in the other fields; APScheduler also takes extensions such as
 # "last" or "5th fri" that a crontab line cannot mean, so those are refused here.
-_FIELD = re.compile(r"^(\*|\d+(-\d+)?|[a-z]{3}(-[a-z]{3})?)(/[1-9]\d*)?(,(\*|\d+(-\d+)?|[a-z]{3}(-[a-z]{3})?)(/[1-9]\d*)?)*$")
+_FIELD = re.compile(r"^(\*|\w+(-\w+)?)(/[1-9]\d*)?(,(\*|\w+(-\w+)?)(/[1-9]\d*)?)*$")
 
 
 def _weekday(token: str) -> int:
@@ -65,6 +65,54 @@ def _weekdays(field: str) -> str:
     return ",".join(_APS_DAYS[(d - 1) % 7] for d in sorted(days, key=lambda d: (d - 1) % 7))
 
 
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_RANGES = {"minute": (0, 59), "hour": (0, 23), "day of month": (1, 31), "month": (1, 12)}
+
+
+def _check_field(name: str, value: str) -> None:
+    low, high = _RANGES[name]
+    if not _FIELD.match(value):
+        raise ValueError(f"{name} field {value!r} is not crontab syntax")
+    for item in value.split(","):
+        span = item.split("/")[0]
+        if span == "*":
+            continue
+        bounds = []
+        for token in span.split("-"):
+            if token.isdigit():
+                number = int(token)
+            elif name == "month" and token in _MONTHS:
+                number = _MONTHS.index(token) + 1
+            else:
+                raise ValueError(f"{name} field {value!r}: {token!r} is not a number")
+            if not low <= number <= high:
+                raise ValueError(f"{name} field {value!r}: {number} is outside {low}-{high}")
+            bounds.append(number)
+        if len(bounds) == 2 and bounds[1] < bounds[0]:
+            raise ValueError(f"{name} field {value!r}: range runs backwards")
+
+
+def check_schedule(text: str) -> tuple[str, str, str, str, str]:
+    """Validate a crontab line or preset without APScheduler (config loading stays fast).
+
+    Returns the five fields, lower-cased; raises ``ValueError`` saying what crontab would reject.
+    """
+    line = PRESETS.get(text.strip().lower(), text.strip())
+    if line.startswith("@"):
+        raise ValueError(f"unknown preset {text!r} (known: {', '.join(PRESETS)})")
+    fields = line.lower().split()
+    if len(fields) != 5:
+        raise ValueError(f"{text!r} must have 5 fields (minute hour day month weekday), or be a preset")
+    try:
+        for name, value in zip(_RANGES, fields[:4]):
+            _check_field(name, value)
+        _weekdays(fields[4])
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid schedule: {exc}") from None
+    minute, hour, day, month, weekday = fields
+    return minute, hour, day, month, weekday
+
+
 def parse_schedule(text: str, timezone: tzinfo):
     """Return an APScheduler trigger for a crontab line or preset, evaluated in ``timezone``.
 
@@ -73,22 +121,10 @@ def parse_schedule(text: str, timezone: tzinfo):
     from apscheduler.triggers.combining import OrTrigger  # noqa: PLC0415 - keep CLI start fast
     from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
 
-    line = PRESETS.get(text.strip().lower(), text.strip())
-    if line.startswith("@"):
-        raise ValueError(f"unknown preset {text!r} (known: {', '.join(PRESETS)})")
-    fields = line.split()
-    if len(fields) != 5:
-        raise ValueError(f"{text!r} must have 5 fields (minute hour day month weekday), or be a preset")
-    minute, hour, day, month, weekday = (field.lower() for field in fields)
-    for name, value in zip(("minute", "hour", "day of month", "month"), (minute, hour, day, month)):
-        if not _FIELD.match(value) or (name != "month" and re.search("[a-z]", value)):
-            raise ValueError(f"{text!r} is not a valid schedule: {name} field {value!r} is not crontab syntax")
-    try:
-        day_of_week = _weekdays(weekday)
-        common = dict(minute=minute, hour=hour, month=month, timezone=timezone)
-        if not day.startswith("*") and not weekday.startswith("*"):
-            # crontab: when neither day field starts with '*', either one matching is enough
-            return OrTrigger([CronTrigger(day=day, **common), CronTrigger(day_of_week=day_of_week, **common)])
-        return CronTrigger(day=day, day_of_week=day_of_week, **common)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid schedule: {exc}") from None
+    minute, hour, day, month, weekday = check_schedule(text)
+    common = dict(minute=minute, hour=hour, month=month, timezone=timezone)
+    day_of_week = _weekdays(weekday)
+    if not day.startswith("*") and not weekday.startswith("*"):
+        # crontab: when neither day field starts with '*', either one matching is enough
+        return OrTrigger([CronTrigger(day=day, **common), CronTrigger(day_of_week=day_of_week, **common)])
+    return CronTrigger(day=day, day_of_week=day_of_week, **common)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from reporter import charts, config, datasets, i18n
-from reporter.build import edition_date
+from reporter.config import edition_date
 
 PROJECT = config.load(ROOT / "reports.toml")
 REPORT = PROJECT.report("kz-us")
