@@ -171,6 +171,16 @@ class _Checker:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, key, message))
 
+    def parsed(self, table: dict, name: str, key: str, parse: Callable[[str], Any], default: Any) -> Any:
+        """``table[name]`` through ``parse`` (a duration, a size), or ``default`` if absent."""
+        if name not in table:
+            return default
+        try:
+            return parse(str(table[name]))
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+
     def mapping(self, value: Any, key: str) -> dict:
         """A table whose keys are names the user chooses (report ids, chart ids, languages)."""
         return self.table(value, key, set(value) if isinstance(value, dict) else set())
@@ -324,12 +334,7 @@ def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailS
             unknown = set(re.findall(r"{(\w*)}", text)) - {"title", "date", "report"}
             if unknown:
                 check.problem(f"email.subject.{lang}", f"unknown placeholder(s) {', '.join(sorted(unknown))} (use {{title}}, {{date}}, {{report}})")
-    max_bytes = EmailSettings.max_bytes
-    if "max_size" in table:
-        try:
-            max_bytes = parse_size(str(table["max_size"]))
-        except ValueError as exc:
-            check.problem("email.max_size", str(exc))
+    max_bytes = check.parsed(table, "max_size", "email.max_size", parse_size, EmailSettings.max_bytes)
     ca_file = None
     if "ca_file" in table and (name := check.string(table["ca_file"], "email.ca_file")):
         ca_file = (root / name).resolve()
@@ -339,12 +344,7 @@ def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailS
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         check.problem("email.attempts", "expected a whole number from 1 to 20")
         attempts = EmailSettings.attempts
-    backoff = EmailSettings.backoff_seconds
-    if "backoff" in table:
-        try:
-            backoff = parse_duration(str(table["backoff"]))
-        except ValueError as exc:
-            check.problem("email.backoff", str(exc))
+    backoff = check.parsed(table, "backoff", "email.backoff", parse_duration, EmailSettings.backoff_seconds)
     return EmailSettings(sender=sender, reply_to=reply_to, subject=subject, max_bytes=max_bytes,
                          ca_file=ca_file, attempts=attempts, backoff_seconds=backoff)
 
@@ -410,12 +410,8 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     catch_up = table.get("catch_up", "latest")
     if catch_up not in CATCH_UP:
         check.problem(f"{key}.catch_up", f"{catch_up!r} is not one of {', '.join(CATCH_UP)}")
-    durations = {}
-    for name, default in (("grace", "6h"), ("timeout", "10m")):
-        try:
-            durations[name] = parse_duration(str(table.get(name, default)))
-        except ValueError as exc:
-            check.problem(f"{key}.{name}", str(exc))
+    durations = {name: check.parsed(table, name, f"{key}.{name}", parse_duration, default)
+                 for name, default in (("grace", Report.grace_seconds), ("timeout", Report.timeout_seconds))}
     send_if = table.get("send_if", "always")
     if send_if not in SEND_IF:
         check.problem(f"{key}.send_if", f"{send_if!r} is not one of {', '.join(SEND_IF)}")

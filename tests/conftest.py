@@ -60,6 +60,19 @@ def write_project(folder: Path, *, data: Path | None = None, templates: Path | N
     return path
 
 
+def earlier_edition(folder: Path) -> Path:
+    """An edition already on disk for EDITION, which a failed render must leave untouched."""
+    edition = folder / "output" / "kz-us" / EDITION
+    edition.mkdir(parents=True)
+    (edition / "kz-us.ru.pdf").write_bytes(b"%PDF earlier edition")
+    return edition
+
+
+def assert_untouched(edition: Path) -> None:
+    assert sorted(p.name for p in edition.iterdir()) == ["kz-us.ru.pdf"]
+    assert (edition / "kz-us.ru.pdf").read_bytes() == b"%PDF earlier edition"
+
+
 def copy_data(folder: Path) -> Path:
     target = folder / "data"
     shutil.copytree(ROOT / "data", target)

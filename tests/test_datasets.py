@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EDITION, ROOT, copy_data, run_cli, write_project
+from conftest import EDITION, ROOT, assert_untouched, copy_data, earlier_edition, run_cli, write_project
 from reporter import datasets
 from reporter.errors import DataError
 
@@ -63,17 +63,13 @@ def test_broken_dataset_is_named_and_nothing_is_written(tmp_path: Path, case: st
     resource, edit, expected = BROKEN[case]
     data = _break(tmp_path, resource, edit)
     config = write_project(tmp_path, data=data)
-    # An earlier edition of the same date must survive the failed render untouched.
-    edition = tmp_path / "output" / "kz-us" / EDITION
-    edition.mkdir(parents=True)
-    (edition / "kz-us.ru.pdf").write_bytes(b"%PDF earlier edition")
+    edition = earlier_edition(tmp_path)
     result = run_cli("--config", str(config), "render", "kz-us", "--date", EDITION)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
-    assert sorted(p.name for p in edition.iterdir()) == ["kz-us.ru.pdf"]
-    assert (edition / "kz-us.ru.pdf").read_bytes() == b"%PDF earlier edition"
+    assert_untouched(edition)
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

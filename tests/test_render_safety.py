@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EDITION, ROOT, run_cli, write_project
+from conftest import EDITION, ROOT, assert_untouched, earlier_edition, run_cli, write_project
 from reporter import build, config, render
 from reporter.errors import RenderError
 
@@ -31,16 +31,13 @@ def test_unknown_fact_in_narrative_names_template_and_line(tmp_path: Path) -> No
     _edit(narrative, 'fact("us_companies_in_kz")', 'fact("us_companys_in_kz")')
     line = next(i for i, text in enumerate(narrative.read_text().splitlines(), 1) if "us_companys_in_kz" in text)
     config_path = write_project(tmp_path, templates=templates)
-    previous = tmp_path / "output" / "kz-us" / EDITION
-    previous.mkdir(parents=True)
-    (previous / "kz-us.ru.pdf").write_bytes(b"earlier")
+    previous = earlier_edition(tmp_path)
     result = run_cli("--config", str(config_path), "render", "kz-us", "--date", EDITION)
     assert result.returncode == 1
     assert f"narrative.en.html.j2:line {line}: unknown fact id 'us_companys_in_kz'" in result.stderr
     assert "Traceback" not in result.stderr
     # Russian rendered fine in memory, but nothing is written when any part fails.
-    assert [p.name for p in previous.iterdir()] == ["kz-us.ru.pdf"]
-    assert (previous / "kz-us.ru.pdf").read_bytes() == b"earlier"
+    assert_untouched(previous)
 
 
 @pytest.mark.parametrize(("src", "expected"), [
