@@ -225,9 +225,7 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
     project = _project(ctx)
     with SchedulerLock(project.state_path):
         history = _history(project)
-        abandoned = history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
-        if abandoned:
-            log.warning("recorded %d interrupted run(s) as abandoned: %s", len(abandoned), ", ".join(map(str, abandoned)))
+        _abandon_interrupted(ctx, project, history)
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
                  len([r for r in project.reports.values() if r.schedule]), project.state_path)
         serve(_service(ctx, project, history, workers), stop_grace=stop_timeout)
@@ -244,7 +242,7 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
     project = _project(ctx)
     with SchedulerLock(project.state_path):
         history = _history(project)
-        history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
+        _abandon_interrupted(ctx, project, history)
         service = _service(ctx, project, history, workers)
         try:
             results = service.due(trigger="run-due")
@@ -257,6 +255,17 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
         click.echo(f"{slot.report} {slot.key} {status}")
     if any(status != "ok" for _slot, status in results):
         sys.exit(1)
+
+
+def _abandon_interrupted(ctx: click.Context, project, history) -> None:
+    """Record runs whose process died as abandoned, and remove the temporary files they left."""
+    from .render import remove_stale_parts  # noqa: PLC0415
+
+    abandoned = history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
+    for run_id, report_id, day in abandoned:
+        log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
+        for part in remove_stale_parts(project.output_dir / report_id / day):
+            log.info("removed %s, left by the interrupted run", part)
 
 
 def _owner_alive(owner: str) -> bool:

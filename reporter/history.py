@@ -239,22 +239,24 @@ class History:
                     sha256=item.sha256, size=item.size))
         self._run(finish)
 
-    def abandon_running(self, now: datetime, owner_alive=lambda owner: False) -> list[int]:
-        """Mark runs whose process is gone as ``abandoned``; return their ids.
+    def abandon_running(self, now: datetime, owner_alive=lambda owner: False) -> list[tuple[int, str, str]]:
+        """Mark runs whose process is gone as ``abandoned``; return (id, report, edition date) of each.
 
         Called at start-up by the process holding the scheduler lock. Scheduled runs are only
         ever started by that lock's holder, so any still ``running`` belong to a process that
         died (``kill -9``, power loss), even if its pid has since been reused. A manual render
         (no slot) may be in progress in another process: that one is asked ``owner_alive``.
         """
-        def sweep(conn: sa.Connection) -> list[int]:
-            rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.slot).where(runs.c.status == "running")).all()
-            stale = [row.id for row in rows if row.slot is not None or not owner_alive(row.owner)]
+        def sweep(conn: sa.Connection) -> list[tuple[int, str, str]]:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.slot, runs.c.report, runs.c.edition_date)
+                                .where(runs.c.status == "running")).all()
+            dead = [row for row in rows if row.slot is not None or not owner_alive(row.owner)]
+            stale = [row.id for row in dead]
             if stale:
                 conn.execute(runs.update().where(runs.c.id.in_(stale)).values(
                     status="abandoned", finished_at=_iso(now), error="the process running it stopped before it finished"))
                 conn.execute(slots.update().where(slots.c.run_id.in_(stale)).values(state="abandoned"))
-            return stale
+            return [(row.id, row.report, row.edition_date) for row in dead]
         return self._run(sweep)
 
     def slot_state(self, report: str, slot: str) -> str | None:
