@@ -134,7 +134,11 @@ class History:
             self._sqlite_pragmas()
         self._reader = self.engine.execution_options(readonly=True)
         try:
-            metadata.create_all(self.engine)
+            # Check with a read first: creating takes the write lock, which a reader must not wait for.
+            with self._reader.connect() as conn:
+                existing = set(sa.inspect(conn).get_table_names())
+            if not set(metadata.tables) <= existing:
+                metadata.create_all(self.engine)
         except DatabaseError as exc:
             raise self._error(exc) from None
 

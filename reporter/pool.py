@@ -46,6 +46,7 @@ class RenderOutcome:
     artifacts: tuple["Artifact", ...] = ()
     error: str = ""
     seconds: float = 0.0
+    pid: int = 0  # the process that rendered it
 
 
 class RenderTimeout(Exception):
@@ -93,11 +94,11 @@ def execute(task: RenderTask) -> RenderOutcome:
         edition = build_edition(project, project.report(task.report), task.edition_date,
                                 output_dir=Path(task.output_dir) if task.output_dir else None)
     except ReporterError as exc:
-        return RenderOutcome(False, error=str(exc), seconds=time.perf_counter() - start)
+        return RenderOutcome(False, error=str(exc), seconds=time.perf_counter() - start, pid=os.getpid())
     except Exception as exc:  # noqa: BLE001 - a bug in one report must not take the worker down silently
         log.exception("render of %s crashed", task.report)
-        return RenderOutcome(False, error=f"internal error: {exc!r}", seconds=time.perf_counter() - start)
-    return RenderOutcome(True, edition.artifacts, seconds=time.perf_counter() - start)
+        return RenderOutcome(False, error=f"internal error: {exc!r}", seconds=time.perf_counter() - start, pid=os.getpid())
+    return RenderOutcome(True, edition.artifacts, seconds=time.perf_counter() - start, pid=os.getpid())
 
 
 def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:

@@ -162,11 +162,11 @@ class Service:
         log.info("%s slot %s (%s): rendering the edition of %s", report.id, slot.key, report.timezone.key,
                  slot.edition_date, extra={"fields": {"event": "started", **fields}})
         task = RenderTask(str(self.project.path), report.id, slot.edition_date)
-        status, error, artifacts, seconds = "failed", None, (), 0.0
+        status, error, artifacts, seconds, worker = "failed", None, (), 0.0, 0
         try:
             outcome = self.executor.run(task, timeout=report.timeout_seconds)
             status = "ok" if outcome.ok else "failed"
-            error, artifacts, seconds = outcome.error or None, outcome.artifacts, outcome.seconds
+            error, artifacts, seconds, worker = outcome.error or None, outcome.artifacts, outcome.seconds, outcome.pid
         except (RenderTimeout, WorkerCrashed) as exc:
             error = str(exc)
         except WorkerStopped as exc:
@@ -180,8 +180,8 @@ class Service:
             remove_stale_parts(self.project.output_dir / report.id / slot.edition_date.isoformat())
         self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts)
         if status == "ok":
-            log.info("%s slot %s: ok in %.1f s, %d files", report.id, slot.key, seconds, len(artifacts),
-                     extra={"fields": {"event": "ok", "seconds": round(seconds, 2), **fields}})
+            log.info("%s slot %s: ok in %.1f s, %d files (worker %d)", report.id, slot.key, seconds, len(artifacts),
+                     worker, extra={"fields": {"event": "ok", "seconds": round(seconds, 2), "worker": worker, **fields}})
             if self.after_ok:
                 self.after_ok(report, slot, run_id)
         else:

@@ -381,3 +381,38 @@ def test_log_json_gives_one_json_object_per_line(tmp_path: Path) -> None:
     assert {"started", "ok"} <= {e.get("event") for e in events}
     ok = next(e for e in events if e.get("event") == "ok")
     assert ok["report"] == "r" and ok["slot"] == "2025-11-03T08:00" and ok["level"] == "info"
+
+
+@pytest.mark.parametrize(("max_tasks", "same_worker"), [(1, False), (3, True)])
+def test_workers_are_reused_then_recycled(tmp_path: Path, max_tasks: int, same_worker: bool) -> None:
+    from reporter.pool import ProcessPool, RenderTask
+
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    pool = ProcessPool(size=1, max_tasks=max_tasks)
+    try:
+        outcomes = [pool.run(RenderTask(str(config_path), "r", datetime(2025, 11, day).date()), timeout=60)
+                    for day in (3, 10)]
+    finally:
+        pool.close(grace=5)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert (outcomes[0].pid == outcomes[1].pid) is same_worker
+    assert outcomes[0].pid != os.getpid()
+
+
+def test_a_locked_history_is_a_clear_error_and_reads_do_not_wait(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00")).returncode == 0
+    holder = sqlite3.connect(tmp_path / "state" / "history.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a long write
+    try:
+        started = time.monotonic()
+        history = run_cli("--config", str(config_path), "history")
+        assert history.returncode == 0 and " ok " in history.stdout
+        render = run_cli("--config", str(config_path), "render", "r", "--date", "2025-11-04")
+        assert render.returncode == 1 and "Traceback" not in render.stderr
+        assert "the history database is locked by another process" in render.stderr
+        assert not (tmp_path / "output" / "r" / "2025-11-04").exists()
+        assert time.monotonic() - started < 60
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
