@@ -309,14 +309,19 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
     max_tasks = folders.get("max_tasks_per_worker", 20)
     if not isinstance(max_tasks, int) or isinstance(max_tasks, bool) or max_tasks < 1:
         check.problem("project.max_tasks_per_worker", "expected a whole number, at least 1")
-    email = _email(check, top.get("email", {}), root, {lang for r in reports.values() for lang in r.languages})
+    email = _email(check, top.get("email", {}), root, _declared_languages(top.get("reports")))
     if check.problems:
         raise ConfigError(check.problems)
     return Project(path, root, data_dir, templates_dir, output_dir, reports, locales,
                    state_path=state_path, workers=workers, max_tasks_per_worker=max_tasks, email=email)
 
 
-DEFAULT_SUBJECT = "{title}, {date}"
+
+def _declared_languages(reports: Any) -> set[str]:
+    """Languages as declared, even by reports with other mistakes, so [email] is not blamed too."""
+    tables = reports.values() if isinstance(reports, dict) else ()
+    lists = [t["languages"] for t in tables if isinstance(t, dict) and isinstance(t.get("languages"), list)]
+    return {lang for langs in lists for lang in langs if isinstance(lang, str)}
 
 
 def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailSettings:

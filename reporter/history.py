@@ -263,12 +263,6 @@ class History:
             return [(row.id, row.report, row.edition_date) for row in dead]
         return self._run(sweep)
 
-    def slot_state(self, report: str, slot: str) -> str | None:
-        def get(conn: sa.Connection) -> str | None:
-            row = conn.execute(sa.select(slots.c.state).where(slots.c.report == report, slots.c.slot == slot)).first()
-            return row.state if row else None
-        return self._run(get, readonly=True)
-
     def evaluated_until(self, report: str) -> datetime | None:
         """Up to when a report's due slots were last decided; ``None`` before the first time."""
         def get(conn: sa.Connection) -> datetime | None:
@@ -290,12 +284,6 @@ class History:
     def slots_in_state(self, report: str, state: str) -> list[str]:
         def get(conn: sa.Connection) -> list[str]:
             return list(conn.execute(sa.select(slots.c.slot).where(slots.c.report == report, slots.c.state == state)).scalars())
-        return self._run(get, readonly=True)
-
-    def last_slot(self, report: str) -> str | None:
-        """The newest slot ever decided for a report (whatever its outcome)."""
-        def get(conn: sa.Connection) -> str | None:
-            return conn.execute(sa.select(sa.func.max(slots.c.slot)).where(slots.c.report == report)).scalar()
         return self._run(get, readonly=True)
 
     def runs(self, report: str | None = None, limit: int = 50) -> list[RunRecord]:
