@@ -198,17 +198,14 @@ def _service(ctx: click.Context, project, history, workers: int | None):
     options = dict(max_tasks=project.max_tasks_per_worker, log_json=ctx.obj["log_json"])
     size = workers or project.workers
     pool = ProcessPool(size=size, **options) if size else ProcessPool(**options)
-    return Service(project, history, pool, ctx.obj["clock"], after_ok=_after_ok(ctx, project, history))
+    return Service(project, history, pool, ctx.obj["clock"], deliver=_deliverer(ctx, project, history))
 
 
-def _after_ok(ctx: click.Context, project, history):
+def _deliverer(ctx: click.Context, project, history):
     """What a scheduled run does after a successful render: deliver it to the report's recipients."""
     from .deliver import deliver_scheduled  # noqa: PLC0415
 
-    def deliver(report, slot, _run_id: int) -> None:
-        deliver_scheduled(project, report, slot.edition_date, history, now=ctx.obj["clock"])
-
-    return deliver
+    return lambda report, day: deliver_scheduled(project, report, day, history, now=ctx.obj["clock"])
 
 
 @main.command()
@@ -245,6 +242,7 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
         _abandon_interrupted(ctx, project, history)
         service = _service(ctx, project, history, workers)
         try:
+            service.resume_deliveries()
             results = service.due(trigger="run-due")
         finally:
             service.executor.close(grace=0)
@@ -261,27 +259,11 @@ def _abandon_interrupted(ctx: click.Context, project, history) -> None:
     """Record runs whose process died as abandoned, and remove the temporary files they left."""
     from .render import remove_stale_parts  # noqa: PLC0415
 
-    abandoned = history.abandon_running(ctx.obj["clock"](), owner_alive=_owner_alive)
+    abandoned = history.abandon_running(ctx.obj["clock"]())
     for run_id, report_id, day in abandoned:
         log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
         for part in remove_stale_parts(project.output_dir / report_id / day):
             log.info("removed %s, left by the interrupted run", part)
-
-
-def _owner_alive(owner: str) -> bool:
-    import os  # noqa: PLC0415
-    import socket  # noqa: PLC0415
-
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @main.command()

@@ -48,7 +48,9 @@ def valid_address(text: str) -> bool:
     from email.headerregistry import Address  # noqa: PLC0415
     from email.errors import HeaderParseError  # noqa: PLC0415
 
-    if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", text):
+    # ASCII only: smtplib cannot put an internationalised address on the wire without
+    # SMTPUTF8; a domain like пример.рф is written in its xn-- form.
+    if not text.isascii() or not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", text):
         return False
     try:
         Address(addr_spec=text)
@@ -445,7 +447,7 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
         try:
             import csv  # noqa: PLC0415
 
-            with path.open(encoding="utf-8", newline="") as handle:
+            with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: as spreadsheets save it
                 reader = csv.DictReader(handle)
                 for row in reader:
                     entries.append((f"line {reader.line_num}", {k: v for k, v in row.items() if v not in ("", None)}))
@@ -453,6 +455,8 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
             check.problem(f"{key}.recipients_file", f"{path} does not exist")
         except UnicodeDecodeError as exc:
             check.problem(f"{key}.recipients_file", f"{path} is not valid UTF-8 ({exc.reason})")
+        except OSError as exc:
+            check.problem(f"{key}.recipients_file", f"cannot read {path}: {exc.strerror}")
         file_entries = [e for e in entries if e[0].startswith("line ")]
         entries = [e for e in entries if not e[0].startswith("line ")] + [(f"{path}:{where}", item) for where, item in file_entries]
     out: list[Recipient] = []
@@ -463,7 +467,12 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
             continue
         email = item.get("email")
         if not isinstance(email, str) or not valid_address(email):
-            check.problem(f"{where}.email", f"{email!r} is not an email address")
+            hint = " (write a non-ASCII domain in its xn-- form)" if isinstance(email, str) and not email.isascii() else ""
+            check.problem(f"{where}.email", f"{email!r} is not an email address{hint}")
+            continue
+        name = item.get("name", "")
+        if not isinstance(name, str) or any(c in name for c in "\r\n"):
+            check.problem(f"{where}.name", "expected a name on one line")
             continue
         lang = item.get("lang")
         if lang not in languages:

@@ -80,7 +80,7 @@ SECTION_HEADINGS = {
 
 # Outcome statuses; the first four are also ledger statuses.
 SENT, REJECTED, FAILED, UNCHANGED = "sent", "rejected", "failed", "unchanged"
-ALREADY_SENT, WRITTEN = "already sent", "written"
+ALREADY_SENT, WRITTEN, IN_PROGRESS = "already sent", "written", "in progress elsewhere"
 PENDING = "pending"
 
 
@@ -344,6 +344,8 @@ class Outcome:
             return "sent again (--force)" if self.forced else "sent"
         if self.status == ALREADY_SENT:
             return "already sent, skipped"
+        if self.status == IN_PROGRESS:
+            return "being sent by another process, skipped"
         if self.status == UNCHANGED:
             return "unchanged, not sent"
         if self.status == WRITTEN:
@@ -392,21 +394,19 @@ class EditionPdf:
 
 
 def recorded_pdfs(history: History, report: Report, day: date, languages: Sequence[str]) -> dict[str, EditionPdf]:
-    """The PDFs of the newest successful run of the edition; raise :class:`DeliveryError` otherwise.
+    """Each language's PDF from the newest successful run that wrote it; raise :class:`DeliveryError` otherwise.
 
     Only a complete, recorded edition is sent: a PDF missing, or different from the recorded
     digest (re-rendered by hand, half-copied, edited), is refused.
     """
-    run = history.latest_ok(report.id, day)
-    if run is None:
-        raise DeliveryError([Problem(history.where, f"{report.id} {day.isoformat()}",
-                                     "no successful render of this edition is recorded: render it first")])
     problems, found = [], {}
     for lang in languages:
-        artifact = next((a for a in run.artifacts if a.lang == lang and a.format == "pdf"), None)
-        if artifact is None:
-            problems.append(Problem(history.where, f"run {run.id}", f"recorded no {lang} PDF: render it first"))
+        recorded = history.latest_pdf(report.id, day, lang)
+        if recorded is None:
+            problems.append(Problem(history.where, f"{report.id} {day.isoformat()}",
+                                    f"no successful render of the {lang} PDF of this edition is recorded: render it first"))
             continue
+        run_id, artifact = recorded
         path = Path(artifact.path)
         try:
             data = path.read_bytes()
@@ -414,7 +414,7 @@ def recorded_pdfs(history: History, report: Report, day: date, languages: Sequen
             problems.append(Problem(str(path), "", f"cannot read the recorded PDF ({exc.strerror}): render it first"))
             continue
         if hashlib.sha256(data).hexdigest() != artifact.sha256:
-            problems.append(Problem(str(path), "", f"differs from the PDF recorded by run {run.id}: render it first"))
+            problems.append(Problem(str(path), "", f"differs from the PDF recorded by run {run_id}: render it first"))
         elif not data:
             problems.append(Problem(str(path), "", "the recorded PDF is empty: render it first"))
         else:
@@ -422,6 +422,22 @@ def recorded_pdfs(history: History, report: Report, day: date, languages: Sequen
     if problems:
         raise DeliveryError(problems)
     return found
+
+
+def content_digest(project: Project, report: Report, lang: str, datasets: Sequence[Dataset]) -> str:
+    """A digest of what an edition says in ``lang``: its data and its texts, not its date.
+
+    The PDF itself differs from one edition to the next (it prints its date), so
+    ``send_if = "changed"`` compares this instead.
+    """
+    digest = hashlib.sha256()
+    for dataset in sorted(datasets, key=lambda d: d.name):
+        digest.update(f"{dataset.name}:{dataset.digest}\n".encode())
+    names = [report.template] + ([report.narrative.format(lang=lang)] if report.narrative else [])
+    for name in names:
+        digest.update(name.encode() + b"\0" + (project.templates_dir / name).read_bytes())
+    digest.update(i18n.CATALOGUES.joinpath(lang, "LC_MESSAGES", f"{i18n.DOMAIN}.po").read_bytes())
+    return digest.hexdigest()
 
 
 def select_recipients(project: Project, report: Report, to: Sequence[str] = ()) -> tuple[Recipient, ...]:
@@ -461,6 +477,7 @@ class _Letter:
     sha256: str
     previous_attempts: int
     forced: bool  # sent again over a ``sent`` row: a failure must not erase that it was delivered
+    content: str = ""  # content_digest of the edition in this language
     attempts: int = 0
     status: str = PENDING
     reply: str = ""
@@ -473,8 +490,25 @@ def _reply_text(code: int, text: bytes | str, password: str) -> str:
 
 
 def _scrub(text: str, password: str) -> str:
-    # A server that echoes a login attempt must not get the password into the ledger.
-    return text.replace(password, "***") if password else text
+    # A server that echoes a login attempt must not get the password into the ledger, not even
+    # in the base64 of AUTH PLAIN or LOGIN.
+    if not password:
+        return text
+    import base64  # noqa: PLC0415
+
+    for secret in (password, base64.b64encode(password.encode()).decode()):
+        text = text.replace(secret, "***")
+    return re.sub(r"[A-Za-z0-9+/]{16,}={0,2}", lambda m: "***" if _hides(m.group(), password) else m.group(), text)
+
+
+def _hides(token: str, password: str) -> bool:
+    import base64  # noqa: PLC0415
+    import binascii  # noqa: PLC0415
+
+    try:
+        return password.encode() in base64.b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _connect(smtp: SmtpSettings, ca_file: Path | None) -> smtplib.SMTP:
@@ -507,10 +541,14 @@ def _classify_connection_error(exc: Exception, smtp: SmtpSettings, where: str, c
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = f"is {ca_file} the right CA?" if ca_file else "for a private CA, set [email] ca_file"
         return _Permanent(f"the certificate of {where} could not be verified ({exc.verify_message}; {hint})")
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return _Transient(f"{where} closed the connection during the TLS handshake")
     if isinstance(exc, ssl.SSLError):
         return _Permanent(f"TLS with {where} failed ({exc.reason or type(exc).__name__})")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return _Permanent(f"{where} refused the login as {smtp.username}: {_reply_text(exc.smtp_code, exc.smtp_error, smtp.password)}")
+        # 454 "temporary authentication failure" is worth another try; 535 "bad credentials" is not.
+        kind = _Transient if 400 <= exc.smtp_code < 500 else _Permanent
+        return kind(f"{where} refused the login as {smtp.username}: {_reply_text(exc.smtp_code, exc.smtp_error, smtp.password)}")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         # smtplib's own fixed text: "SMTP AUTH extension not supported by server." and the like.
         return _Permanent(f"{where}: {str(exc).rstrip('.')} (check {URL_VARIABLE})")
@@ -587,6 +625,13 @@ def _send(letters: list[_Letter], project: Project, smtp: SmtpSettings, sleep: S
                     letter.reply = str(_classify_connection_error(exc, smtp, f"{smtp.host}:{smtp.port}", None))
                     log.warning("%s: %s: %s", label, letter.recipient.email, letter.reply)
                     break
+                except (UnicodeError, ValueError) as exc:
+                    # This letter cannot be sent at all (an address smtplib cannot encode);
+                    # the others still go.
+                    letter.status, letter.reply = FAILED, f"cannot be sent: {type(exc).__name__}: {exc}"
+                    log.error("%s: %s: %s", label, letter.recipient.email, letter.reply)
+                    record(letter)
+                    continue
                 letter.reply = reply
                 if code // 100 == 2:
                     letter.status = SENT
@@ -653,35 +698,52 @@ def deliver(
         raise DeliveryError([Problem(str(project.path), "email.from", "not set: who the briefing is from")])
     pdfs = recorded_pdfs(history, report, day, tuple(dict.fromkeys(r.lang for r in recipients)))
 
+    datasets = load_datasets(project, report)
+    contents = {lang: content_digest(project, report, lang, datasets) for lang in pdfs}
     outcomes: dict[Recipient, Outcome] = {}
-    to_send: list[tuple[Recipient, int, bool]] = []  # recipient, earlier attempts, sent again over a sent row
+    candidates: list[tuple[Recipient, int, bool]] = []  # recipient, earlier attempts, sent again over a sent row
     for recipient in recipients:
         if outbox is not None:
-            to_send.append((recipient, 0, False))
+            candidates.append((recipient, 0, False))
             continue
         previous = history.delivery(report.id, day, recipient.lang, recipient.email)
         earlier = previous.attempts if previous else 0
-        if previous and previous.status == SENT:
-            if not force:
-                log.info("%s: %s already sent at %s, skipped", label, recipient.email, previous.updated_at)
-                outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {previous.updated_at}",
-                                              previous.attempts, previous.message_id)
-                continue
-            log.warning("%s: --force: sending again to %s (sent before at %s)", label, recipient.email, previous.updated_at)
-        elif report.send_if == "changed" and not force:
-            last = history.last_sent_sha256(report.id, recipient.lang, before=day)
-            if last == pdfs[recipient.lang].sha256:
-                reason = "the PDF is the same as the last edition sent in this language"
-                log.info("%s: %s unchanged, not sent (%s)", label, recipient.email, reason)
+        was_sent = bool(previous and previous.status == SENT)
+        if was_sent and not force:
+            log.info("%s: %s already sent at %s, skipped", label, recipient.email, previous.updated_at)
+            outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {previous.updated_at}",
+                                          previous.attempts, previous.message_id)
+            continue
+        if report.send_if == "changed" and not force and not was_sent:
+            last = history.last_sent_content(report.id, recipient.lang, recipient.email, before=day)
+            if last == contents[recipient.lang]:
+                reason = "says the same as the last edition sent to this recipient"
+                log.info("%s: %s unchanged, not sent (the edition %s)", label, recipient.email, reason)
                 history.record_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
                                         status=UNCHANGED, attempts=earlier, reply=reason, now=now(),
-                                        sha256=last)
+                                        sha256=pdfs[recipient.lang].sha256, content=last)
                 outcomes[recipient] = Outcome(recipient, UNCHANGED, reason, earlier)
                 continue
-        to_send.append((recipient, earlier, bool(force and previous and previous.status == SENT)))
+        candidates.append((recipient, earlier, force and was_sent))
+
+    to_send = candidates
+    if candidates and outbox is None:
+        smtp = smtp or smtp_settings()  # before anything is claimed: bad settings stop it all
+        to_send = []
+        for recipient, earlier, again in candidates:
+            held = history.claim_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
+                                          now=now(), force=force)
+            if held == "sending":
+                log.info("%s: %s is being sent by another process right now, skipped", label, recipient.email)
+                outcomes[recipient] = Outcome(recipient, IN_PROGRESS, "another process is sending it", earlier)
+            elif held == "sent":
+                outcomes[recipient] = Outcome(recipient, ALREADY_SENT, "sent by another process", earlier)
+            else:
+                if again:
+                    log.warning("%s: --force: sending again to %s", label, recipient.email)
+                to_send.append((recipient, earlier, again))
 
     if to_send:
-        datasets = load_datasets(project, report)
         bodies = {lang: summarize(project, report, day, lang, datasets) for lang in dict.fromkeys(r.lang for r, _, _ in to_send)}
         domain = _domain(project.email.sender)
         letters: list[_Letter] = []
@@ -689,7 +751,7 @@ def deliver(
             pdf = pdfs[recipient.lang]
             msgid = message_id(report, day, recipient, pdf.sha256, domain, forced=again)
             data = compose(project, report, recipient, bodies[recipient.lang], pdf.data, now(), msgid).as_bytes()
-            letter = _Letter(recipient, msgid, data, pdf.sha256, earlier, again)
+            letter = _Letter(recipient, msgid, data, pdf.sha256, earlier, again, contents[recipient.lang])
             if len(data) > project.email.max_bytes:
                 letter.status = FAILED
                 letter.reply = (f"the message is {len(data) / 1048576:.1f} MB ({len(data)} bytes), over the limit of "
@@ -703,10 +765,6 @@ def deliver(
         if outbox is not None:
             outcomes.update(_write_outbox(letters, report, day, outbox, label))
         elif letters:
-            smtp = smtp or smtp_settings()
-            for letter in letters:
-                if not letter.forced:
-                    _record(history, report, day, letter, now)  # pending: visible if we die mid-send
             log.info("%s: sending %d message(s) through %s", label, len(letters), smtp)
             _send(letters, project, smtp, sleep, lambda letter: _record(history, report, day, letter, now), label)
             outcomes.update((letter.recipient, _outcome(letter)) for letter in letters)
@@ -723,11 +781,12 @@ def _outcome(letter: _Letter) -> Outcome:
 def _record(history: History, report: Report, day: date, letter: _Letter, now: Clock) -> None:
     if letter.forced and letter.status != SENT:
         # The recipient has an earlier copy; the ledger keeps saying so. The failure is logged.
+        history.release_delivery(report.id, day, letter.recipient.lang, letter.recipient.email)
         return
     history.record_delivery(
         report.id, day, letter.recipient.lang, letter.recipient.email, kind=letter.recipient.kind,
         status=letter.status, attempts=letter.previous_attempts + letter.attempts, reply=letter.reply or None,
-        now=now(), message_id=letter.message_id, sha256=letter.sha256, forced=letter.forced,
+        now=now(), message_id=letter.message_id, sha256=letter.sha256, forced=letter.forced, content=letter.content,
     )
 
 
@@ -756,5 +815,7 @@ def deliver_scheduled(project: Project, report: Report, day: date, history: Hist
     except ReporterError as exc:
         for problem in exc.problems:
             log.error("%s %s: not delivered: %s", report.id, day.isoformat(), problem)
-        return None
+    except Exception:  # noqa: BLE001 - a bug in delivery must not stop the scheduler or other reports
+        log.exception("%s %s: delivery failed", report.id, day.isoformat())
+    return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -75,9 +76,32 @@ deliveries = sa.Table(
     sa.Column("sha256", sa.String, doc="sha256 of the attached PDF"),
     sa.Column("updated_at", sa.String, nullable=False),
     sa.Column("forced", sa.Boolean, nullable=False, default=False),
+    sa.Column("owner", sa.String, doc="host:pid of the process sending it now (status 'sending')"),
+    sa.Column("content", sa.String, doc="digest of what the edition says (data and texts), for send_if"),
 )
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+def owner() -> str:
+    """This process, as recorded against what it is doing (``host:pid``); forks get their own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sender() -> str:
+    # Per thread: the scheduler may deliver two editions of one report side by side.
+    return f"{owner()}/{threading.get_ident()}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process named by :func:`owner` still runs (unknown hosts count as gone)."""
+    host, _, pid = name.split("/")[0].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _iso(moment: datetime) -> str:
@@ -122,6 +146,8 @@ class DeliveryRecord:
     sha256: str | None
     updated_at: str
     forced: bool
+    owner: str | None = None
+    content: str | None = None
 
 
 class History:
@@ -211,7 +237,7 @@ class History:
                     return None
             run_id = conn.execute(runs.insert().values(
                 report=report, edition_date=edition_date.isoformat(), slot=slot_key, trigger=trigger,
-                started_at=_iso(now), status="running", owner=OWNER)).inserted_primary_key[0]
+                started_at=_iso(now), status="running", owner=owner())).inserted_primary_key[0]
             if slot_key:
                 values = dict(edition_date=edition_date.isoformat(), state="running", run_id=run_id)
                 updated = conn.execute(slots.update().where(
@@ -243,13 +269,13 @@ class History:
                     sha256=item.sha256, size=item.size))
         self._run(finish)
 
-    def abandon_running(self, now: datetime, owner_alive=lambda owner: False) -> list[tuple[int, str, str]]:
+    def abandon_running(self, now: datetime) -> list[tuple[int, str, str]]:
         """Mark runs whose process is gone as ``abandoned``; return (id, report, edition date) of each.
 
         Called at start-up by the process holding the scheduler lock. Scheduled runs are only
         ever started by that lock's holder, so any still ``running`` belong to a process that
         died (``kill -9``, power loss), even if its pid has since been reused. A manual render
-        (no slot) may be in progress in another process: that one is asked ``owner_alive``.
+        (no slot) may be in progress in another process: that one is checked with :func:`owner_alive`.
         """
         def sweep(conn: sa.Connection) -> list[tuple[int, str, str]]:
             rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.slot, runs.c.report, runs.c.edition_date)
@@ -300,17 +326,6 @@ class History:
             return [RunRecord(**r, artifacts=tuple(files.get(r["id"], ()))) for r in rows]
         return self._run(get, readonly=True)
 
-    def latest_ok(self, report: str, edition_date: date) -> RunRecord | None:
-        """The newest successful run of an edition: what may be delivered."""
-        def get(conn: sa.Connection) -> int | None:
-            return conn.execute(sa.select(sa.func.max(runs.c.id)).where(
-                runs.c.report == report, runs.c.edition_date == edition_date.isoformat(),
-                runs.c.status == "ok")).scalar()
-        run_id = self._run(get, readonly=True)
-        if run_id is None:
-            return None
-        return next(r for r in self.runs(report, limit=10_000) if r.id == run_id)
-
     # --- deliveries ---------------------------------------------------------------------
 
     def delivery(self, report: str, edition_date: date, lang: str, recipient: str) -> DeliveryRecord | None:
@@ -321,13 +336,58 @@ class History:
             return DeliveryRecord(**row) if row else None
         return self._run(get, readonly=True)
 
+    def claim_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
+                       now: datetime, force: bool = False) -> str | None:
+        """Claim the right to send one recipient their message; ``None`` if this process got it.
+
+        Otherwise says why not: ``"sent"`` (already delivered; ``force`` overrides) or
+        ``"sending"`` (another live process is sending it right now). One transaction, so two
+        processes delivering the same edition at once cannot both send.
+        """
+        key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
+
+        def claim(conn: sa.Connection) -> str | None:
+            where = [deliveries.c[k] == v for k, v in key.items()]
+            row = conn.execute(sa.select(deliveries.c.status, deliveries.c.owner).where(*where)).first()
+            if row and row.owner and row.owner != _sender() and owner_alive(row.owner):
+                return "sending"
+            if row and row.status == "sent" and not force:
+                return "sent"
+            if row:
+                # A forced resend keeps the row "sent" while it goes: the earlier copy was delivered.
+                status = row.status if row.status == "sent" else "sending"
+                conn.execute(deliveries.update().where(*where).values(status=status, owner=_sender(), updated_at=_iso(now)))
+            else:
+                conn.execute(deliveries.insert().values(**key, kind=kind, status="sending", attempts=0,
+                                                        owner=_sender(), updated_at=_iso(now)))
+            return None
+        return self._run(claim)
+
+    def release_delivery(self, report: str, edition_date: date, lang: str, recipient: str) -> None:
+        """Give up a claim without sending (the message could not even be built)."""
+        def release(conn: sa.Connection) -> None:
+            conn.execute(deliveries.update().where(
+                deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
+                deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower(),
+                deliveries.c.owner == _sender()).values(owner=None))
+        self._run(release)
+
+    def unfinished_deliveries(self, report: str) -> list[date]:
+        """Editions with a message claimed by a process that died before it finished sending."""
+        def get(conn: sa.Connection) -> list[tuple[str, str | None]]:
+            return conn.execute(sa.select(deliveries.c.edition_date, deliveries.c.owner).where(
+                deliveries.c.report == report, deliveries.c.status.in_(("sending", "pending")))).all()
+        rows = self._run(get, readonly=True)
+        return sorted({date.fromisoformat(day) for day, who in rows if not (who and owner_alive(who))})
+
     def record_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
                         status: str, attempts: int, reply: str | None, now: datetime,
-                        message_id: str | None = None, sha256: str | None = None, forced: bool = False) -> None:
-        """Insert or update the one ledger row of (report, edition, language, recipient)."""
+                        message_id: str | None = None, sha256: str | None = None, forced: bool = False,
+                        content: str | None = None) -> None:
+        """Insert or update the one ledger row of (report, edition, language, recipient); ends any claim."""
         key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
         values = dict(kind=kind, status=status, attempts=attempts, reply=reply, message_id=message_id,
-                      sha256=sha256, updated_at=_iso(now), forced=forced)
+                      sha256=sha256, updated_at=_iso(now), forced=forced, owner=None, content=content)
 
         def upsert(conn: sa.Connection) -> None:
             where = [deliveries.c[k] == v for k, v in key.items()]
@@ -345,11 +405,23 @@ class History:
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
         return self._run(get, readonly=True)
 
-    def last_sent_sha256(self, report: str, lang: str, before: date) -> str | None:
-        """The PDF digest of the newest earlier edition delivered in ``lang`` (for send_if = "changed")."""
+    def last_sent_content(self, report: str, lang: str, recipient: str, before: date) -> str | None:
+        """What the newest earlier edition delivered to this recipient said (for send_if = "changed")."""
         def get(conn: sa.Connection) -> str | None:
-            row = conn.execute(sa.select(deliveries.c.sha256).where(
-                deliveries.c.report == report, deliveries.c.lang == lang, deliveries.c.status == "sent",
-                deliveries.c.edition_date < before.isoformat()).order_by(deliveries.c.edition_date.desc()).limit(1)).first()
-            return row.sha256 if row else None
+            row = conn.execute(sa.select(deliveries.c.content).where(
+                deliveries.c.report == report, deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower(),
+                deliveries.c.status.in_(("sent", "unchanged")), deliveries.c.edition_date < before.isoformat())
+                .order_by(deliveries.c.edition_date.desc()).limit(1)).first()
+            return row.content if row else None
         return self._run(get, readonly=True)
+
+    def latest_pdf(self, report: str, edition_date: date, lang: str) -> tuple[int, ArtifactRecord] | None:
+        """The PDF in ``lang`` of the newest successful run of an edition that wrote one."""
+        def get(conn: sa.Connection):
+            return conn.execute(sa.select(runs.c.id, artifacts).join(artifacts, artifacts.c.run_id == runs.c.id).where(
+                runs.c.report == report, runs.c.edition_date == edition_date.isoformat(), runs.c.status == "ok",
+                artifacts.c.lang == lang, artifacts.c.format == "pdf").order_by(runs.c.id.desc()).limit(1)).mappings().first()
+        row = self._run(get, readonly=True)
+        if row is None:
+            return None
+        return row["id"], ArtifactRecord(row["path"], row["lang"], row["format"], row["sha256"], row["size"])

@@ -115,19 +115,20 @@ def plan(report: Report, now: datetime, since: datetime | None, abandoned: Itera
     return Plan(tuple(run), tuple(skip))
 
 
-AfterRun = Callable[[Report, Slot, int], None]
+Deliver = Callable[[Report, date], object]
+"""Delivers an edition after its render; returns something with ``ok`` and ``summary``, or None."""
 
 
 class Service:
     """Runs due slots through an :class:`Executor` and records everything in the history."""
 
     def __init__(self, project: Project, history: History, executor: Executor, clock: Clock,
-                 after_ok: AfterRun | None = None) -> None:
+                 deliver: Deliver | None = None) -> None:
         self.project = project
         self.history = history
         self.executor = executor
         self.clock = clock
-        self.after_ok = after_ok
+        self.deliver = deliver
         self._threads = ThreadPoolExecutor(max_workers=max(4, len(project.reports)), thread_name_prefix="slot")
         self._report_locks = {report_id: threading.Lock() for report_id in project.reports}
 
@@ -182,12 +183,27 @@ class Service:
         if status == "ok":
             log.info("%s slot %s: ok in %.1f s, %d files (worker %d)", report.id, slot.key, seconds, len(artifacts),
                      worker, extra={"fields": {"event": "ok", "seconds": round(seconds, 2), "worker": worker, **fields}})
-            if self.after_ok:
-                self.after_ok(report, slot, run_id)
+            delivered = self.deliver(report, slot.edition_date) if self.deliver else None
+            if delivered is not None and not delivered.ok:
+                status = f"ok, {delivered.summary}"
         else:
             log.error("%s slot %s: %s: %s", report.id, slot.key, status, error,
                       extra={"fields": {"event": status, "error": error, **fields}})
         return slot, status
+
+    def resume_deliveries(self) -> None:
+        """Finish deliveries that a stopped process left half done (claimed, never recorded).
+
+        The ledger knows who still lacks their copy, so only they get it now.
+        """
+        if not self.deliver:
+            return
+        for report in self.project.reports.values():
+            if report.recipients:
+                for day in self.history.unfinished_deliveries(report.id):
+                    log.info("%s %s: finishing a delivery that was interrupted", report.id, day,
+                             extra={"fields": {"event": "resume-delivery", "report": report.id, "edition_date": day.isoformat()}})
+                    self.deliver(report, day)
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
@@ -231,7 +247,11 @@ def serve(service: Service, stop_grace: float) -> None:
     # watchdog then stops it from inside, so the service can never miss its stop.
     scheduler.add_job(lambda: stopping.is_set() and scheduler.shutdown(wait=False), "interval", seconds=1,
                       id="stop-watch", name="stop-watch")
-    catch_up = threading.Thread(target=service.due, kwargs={"trigger": "catch-up"}, name="catch-up", daemon=True)
+    def catch_up_all() -> None:
+        service.resume_deliveries()
+        service.due(trigger="catch-up")
+
+    catch_up = threading.Thread(target=catch_up_all, name="catch-up", daemon=True)
     catch_up.start()
     try:
         if not stopping.is_set():

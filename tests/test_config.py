@@ -139,3 +139,21 @@ def test_list_shows_next_runs_in_the_reports_zone(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "next:      Mon 2025-11-10 08:00 +05 (UTC+0500)" in result.stdout
     assert "next:      Mon 2025-11-17 08:00 +05 (UTC+0500)" in result.stdout
+
+
+def test_recipients_from_a_csv_file_saved_by_a_spreadsheet(tmp_path: Path) -> None:
+    (tmp_path / "recipients.csv").write_bytes(
+        "email,name,lang,kind\nanalyst@example.org,Аналитик,en,to\nboss@example.org,Boss,en,bcc\n".encode("utf-8-sig"))
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + 'recipients_file = "recipients.csv"\n', encoding="utf-8")
+    report = config.load(path).report("r")
+    assert [(r.email, r.name, r.lang, r.kind) for r in report.recipients] == [
+        ("analyst@example.org", "Аналитик", "en", "to"), ("boss@example.org", "Boss", "en", "bcc")]
+
+
+def test_recipient_addresses_and_names_that_cannot_be_sent_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "recipients.csv").write_text('email,name,lang\nanalyst@пример.рф,A,en\nx@example.org,"two\nlines",en\n',
+                                             encoding="utf-8")
+    text = "\n".join(_problems(tmp_path, GOOD + 'recipients_file = "recipients.csv"\n'))
+    assert "'analyst@пример.рф' is not an email address (write a non-ASCII domain in its xn-- form)" in text
+    assert "recipients.csv:line 4.name: expected a name on one line" in text

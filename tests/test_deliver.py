@@ -472,21 +472,49 @@ def test_an_oversized_message_fails_loudly(rendered, history, server):
     assert {row.status for row in history.deliveries()} == {"failed"}
 
 
-def test_send_if_changed_skips_an_identical_pdf(rendered, history, server):
+def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, history, server, tmp_path):
     handler, smtp = server
     project, report = variant(rendered, [ANALYST, DESK])
     report = replace(report, send_if="changed")
-    ru_sha = next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
+    # Last week's edition from the same data: its PDFs differ (they print their date), its content does not.
     earlier = date(2025, 10, 29)
-    history.record_delivery("kz-us", earlier, "ru", "analyst@example.org", kind="to", status="sent",
-                            attempts=1, reply="250 OK", now=NOW, sha256=ru_sha)
+    edition = build.build_edition(project, report, earlier, output_dir=tmp_path / "out", formats=("pdf",))
+    run_id = history.start_run("kz-us", earlier, "manual", NOW)
+    history.finish_run(run_id, "ok", NOW, files=edition.artifacts)
+    assert deliver.deliver(project, report, earlier, history, now=clock, smtp=smtp, sleep=no_sleep).ok
+    assert len(handler.messages) == 2
+    assert edition.artifacts[0].sha256 != next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
+    # Pretend the desk's copy last week said something else (the data changed since).
     history.record_delivery("kz-us", earlier, "en", "desk@example.org", kind="to", status="sent",
-                            attempts=1, reply="250 OK", now=NOW, sha256="0" * 64)
+                            attempts=1, reply="250 OK", now=NOW, content="0" * 64)
     result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert [(o.recipient.email, o.describe()) for o in result.outcomes] == [
         ("analyst@example.org", "unchanged, not sent"), ("desk@example.org", "sent")]
-    assert list(handler.parsed()) == ["desk@example.org"]
+    assert len(handler.messages) == 3 and list(handler.parsed())[-1] == "desk@example.org"
     assert history.delivery("kz-us", DAY, "ru", "analyst@example.org").status == "unchanged"
+
+
+def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, server):
+    import threading
+
+    handler, smtp = server
+    project, report = variant(rendered, [ANALYST, DESK, EDITOR])
+    state = tmp_path / "state" / "history.sqlite"
+    record_edition(state, rendered.edition).close()
+    results = []
+
+    def one() -> None:
+        ledger = History.at(state)  # each its own connection, as two processes would have
+        results.append(deliver.deliver(project, report, DAY, ledger, now=clock, smtp=smtp, sleep=no_sleep))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(rcpt for rcpts, _ in handler.messages for rcpt in rcpts) == [
+        "analyst@example.org", "desk@example.org", "editor@example.org"]
+    assert all(result.ok for result in results)
 
 
 # --- TLS, login and the password ---------------------------------------------------------
@@ -724,3 +752,42 @@ def test_a_scheduled_run_delivers_after_rendering_and_only_once(tmp_path, server
     assert len(handler.messages) == 3
     history = run_cli("--config", str(config_path), "history", "kz-us")
     assert history.stdout.count(" sent ") == 3
+
+
+@pytest.mark.slow
+def test_run_due_reports_a_partial_delivery(tmp_path, server):
+    handler, smtp = server
+    handler.refuse["desk@example.org"] = "550 5.1.1 no such user"
+    config_path = write_project(tmp_path)
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
+           "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}
+    result = run_cli("--config", str(config_path), "run-due", env=env)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "kz-us 2025-11-03T08:00 ok, partly delivered (2 sent, 1 rejected)"
+    assert len(handler.messages) == 2
+
+
+@pytest.mark.slow
+def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered, tmp_path, server):
+    import sqlite3
+
+    handler, smtp = server
+    config_path = write_project(tmp_path)
+    state = tmp_path / "state" / "history.sqlite"
+    history = record_edition(state, rendered.edition)
+    # As a process killed mid-delivery leaves it: the desk got theirs, the analyst's message was
+    # claimed by the dead process, the editor's not reached yet.
+    history.record_delivery("kz-us", DAY, "en", "desk@example.org", kind="to", status="sent", attempts=1,
+                            reply="250 OK", now=NOW)
+    assert history.claim_delivery("kz-us", DAY, "ru", "analyst@example.org", kind="to", now=NOW) is None
+    history.close()
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
+           "REPORTER_NOW": "2025-11-06T12:00:00+05:00"}  # nothing is due then
+    result = run_cli("--config", str(config_path), "run-due", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "finishing a delivery that was interrupted" in result.stderr
+    assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
+    statuses = {d.recipient: d.status for d in History.at(state).deliveries()}
+    assert statuses == {"analyst@example.org": "sent", "desk@example.org": "sent", "editor@example.org": "sent"}
