@@ -162,7 +162,15 @@ class History:
         try:
             # Check with a read first: creating takes the write lock, which a reader must not wait for.
             with self._reader.connect() as conn:
-                existing = set(sa.inspect(conn).get_table_names())
+                inspector = sa.inspect(conn)
+                existing = set(inspector.get_table_names())
+                outdated = [f"{name}.{column}" for name in existing & set(metadata.tables)
+                            for column in metadata.tables[name].columns.keys()
+                            if column not in {c["name"] for c in inspector.get_columns(name)}]
+            if outdated:
+                # No migrations yet: say so rather than fail later on a missing column.
+                raise StateError([Problem(self.where, "", "the history database was made by an older reporter "
+                                          f"(no column {', '.join(outdated)}); move it aside to start a new one")])
             if not set(metadata.tables) <= existing:
                 metadata.create_all(self.engine)
         except DatabaseError as exc:
