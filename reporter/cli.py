@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -109,8 +110,7 @@ def _csv_option(value: str | None) -> tuple[str, ...] | None:
 def main(ctx: click.Context, config_file: str | None, debug: bool, verbose: bool, log_json: bool) -> None:
     """Render, schedule and deliver briefings from fact datasets."""
     ctx.ensure_object(dict)
-    ctx.obj.update(config=config_file, debug=debug, clock=_clock_from_environment())
-    ctx.obj["log_json"] = log_json
+    ctx.obj.update(config=config_file, debug=debug, log_json=log_json, clock=_clock_from_environment())
     configure_logging(verbose, log_json)
 
 
@@ -141,10 +141,9 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     """Render one edition of REPORT and print the paths written."""
     from pathlib import Path  # noqa: PLC0415
 
+    from .config import edition_date  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
     from .recording import RunRecorder  # noqa: PLC0415
-
-    from .config import edition_date  # noqa: PLC0415
 
     clock = ctx.obj["clock"]
     project = _project(ctx)
@@ -195,9 +194,8 @@ def _service(ctx: click.Context, project, history, workers: int | None):
     from .pool import ProcessPool  # noqa: PLC0415
     from .schedule import Service  # noqa: PLC0415
 
-    options = dict(max_tasks=project.max_tasks_per_worker, log_json=ctx.obj["log_json"])
-    size = workers or project.workers
-    pool = ProcessPool(size=size, **options) if size else ProcessPool(**options)
+    pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
+                       log_json=ctx.obj["log_json"])
     return Service(project, history, pool, ctx.obj["clock"], deliver=_deliverer(ctx, project, history))
 
 
@@ -216,13 +214,10 @@ def _deliverer(ctx: click.Context, project, history):
 @_handles_errors
 def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
     """Run the scheduler: render each report when due, until stopped."""
-    from .lock import SchedulerLock  # noqa: PLC0415
     from .schedule import serve  # noqa: PLC0415
 
     project = _project(ctx)
-    with SchedulerLock(project.state_path):
-        history = _history(project)
-        _abandon_interrupted(ctx, project, history)
+    with _scheduler_state(ctx, project) as history:
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
                  len([r for r in project.reports.values() if r.schedule]), project.state_path)
         serve(_service(ctx, project, history, workers), stop_grace=stop_timeout)
@@ -234,12 +229,8 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
 @_handles_errors
 def run_due(ctx: click.Context, workers: int | None) -> None:
     """Render what fell due since the last run, then exit (for cron or a systemd timer)."""
-    from .lock import SchedulerLock  # noqa: PLC0415
-
     project = _project(ctx)
-    with SchedulerLock(project.state_path):
-        history = _history(project)
-        _abandon_interrupted(ctx, project, history)
+    with _scheduler_state(ctx, project) as history:
         service = _service(ctx, project, history, workers)
         try:
             service.resume_deliveries()
@@ -255,15 +246,23 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
         sys.exit(1)
 
 
-def _abandon_interrupted(ctx: click.Context, project, history) -> None:
-    """Record runs whose process died as abandoned, and remove the temporary files they left."""
+@contextmanager
+def _scheduler_state(ctx: click.Context, project) -> Iterator[Any]:
+    """The history, held by this process alone as the scheduler (``run`` or ``run-due``).
+
+    Under the lock, runs left ``running`` belong to a process that died: they are recorded as
+    abandoned, and the temporary files they left are removed.
+    """
+    from .lock import SchedulerLock  # noqa: PLC0415
     from .render import remove_stale_parts  # noqa: PLC0415
 
-    abandoned = history.abandon_running(ctx.obj["clock"]())
-    for run_id, report_id, day in abandoned:
-        log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
-        for part in remove_stale_parts(project.output_dir / report_id / day):
-            log.info("removed %s, left by the interrupted run", part)
+    with SchedulerLock(project.state_path):
+        history = _history(project)
+        for run_id, report_id, day in history.abandon_running(ctx.obj["clock"]()):
+            log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
+            for part in remove_stale_parts(project.output_dir / report_id / day):
+                log.info("removed %s, left by the interrupted run", part)
+        yield history
 
 
 @main.command()

@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from .errors import Problem, StateError
+from .liveness import pid_alive
 
 metadata = sa.MetaData()
 
@@ -93,15 +94,7 @@ def _sender() -> str:
 def owner_alive(name: str) -> bool:
     """Whether the process named by :func:`owner` still runs (unknown hosts count as gone)."""
     host, _, pid = name.split("/")[0].rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return host == socket.gethostname() and pid.isdigit() and pid_alive(int(pid))
 
 
 def _iso(moment: datetime) -> str:

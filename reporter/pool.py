@@ -18,7 +18,7 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -143,11 +143,12 @@ class _Worker:
 class ProcessPool:
     """A fixed number of warm worker processes; ``run`` blocks until a worker is free."""
 
-    size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    size: int = 0  # 0: one per core
     max_tasks: int = 20
     log_json: bool = False
 
     def __post_init__(self) -> None:
+        self.size = self.size or os.cpu_count() or 1
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._busy: set[_Worker] = set()

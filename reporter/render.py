@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jinja2
 from markupsafe import Markup, escape
@@ -25,6 +25,7 @@ from .config import Report
 from .datasets import Dataset, Row
 from .errors import Problem, RenderError, TemplateError
 from .i18n import Language
+from .liveness import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -313,16 +314,6 @@ def pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str) -> by
 PART_SUFFIX = ".part"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_parts(directory: Path) -> list[Path]:
     """Delete temporary files left by a writer that died (killed mid-write); keep live ones.
 
@@ -334,7 +325,7 @@ def remove_stale_parts(directory: Path) -> list[Path]:
         for part in directory.glob(f".*{PART_SUFFIX}"):
             fields = part.name.rsplit(".", 3)
             pid = int(fields[1]) if len(fields) == 4 and fields[1].isdigit() else None
-            if pid is None or not _pid_alive(pid):
+            if pid is None or not pid_alive(pid):
                 part.unlink(missing_ok=True)
                 removed.append(part)
     return removed

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Callable, Iterable
 
 from .build import Clock
@@ -247,6 +245,7 @@ def serve(service: Service, stop_grace: float) -> None:
     # watchdog then stops it from inside, so the service can never miss its stop.
     scheduler.add_job(lambda: stopping.is_set() and scheduler.shutdown(wait=False), "interval", seconds=1,
                       id="stop-watch", name="stop-watch")
+
     def catch_up_all() -> None:
         service.resume_deliveries()
         service.due(trigger="catch-up")
