@@ -29,15 +29,15 @@ $(STAMP): pyproject.toml
 # Babel's tools: extract strings from code and templates, merge into each catalogue, compile to check.
 i18n: setup
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1,2 -k _ -k gettext -k ngettext:1,2 \
-	  --no-location --sort-output --project reporter -o reporter/locale/messages.pot reporter templates
+	  --no-location --sort-output --project reporter -o reporter/pipeline/locale/messages.pot reporter templates
 	for lang in $(LOCALES); do \
-	  if [ -f reporter/locale/$$lang/LC_MESSAGES/messages.po ]; then \
-	    $(BIN)/pybabel update --no-fuzzy-matching -i reporter/locale/messages.pot -d reporter/locale -l $$lang; \
+	  if [ -f reporter/pipeline/locale/$$lang/LC_MESSAGES/messages.po ]; then \
+	    $(BIN)/pybabel update --no-fuzzy-matching -i reporter/pipeline/locale/messages.pot -d reporter/pipeline/locale -l $$lang; \
 	  else \
-	    $(BIN)/pybabel init -i reporter/locale/messages.pot -d reporter/locale -l $$lang; \
+	    $(BIN)/pybabel init -i reporter/pipeline/locale/messages.pot -d reporter/pipeline/locale -l $$lang; \
 	  fi; \
 	done
-	$(BIN)/pybabel compile --statistics -d reporter/locale
+	$(BIN)/pybabel compile --statistics -d reporter/pipeline/locale
 
 bench: setup
 	$(BIN)/python benchmarks/render_bench.py

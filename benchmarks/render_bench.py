@@ -22,7 +22,8 @@ BARE = r'''
 import sys
 from pathlib import Path
 import matplotlib.figure, weasyprint
-from reporter import charts, config, datasets, i18n
+from reporter import config
+from reporter.pipeline import charts, datasets, i18n
 root = Path(sys.argv[1]); html_dir = Path(sys.argv[2])
 project = config.load(root / "reports.toml"); report = project.report("kz-us")
 data = datasets.load(project.data_dir, "kz-us")
@@ -40,7 +41,8 @@ def prepare(folder: Path) -> None:
     """Save the exact HTML the render gives WeasyPrint, so the bare run lays out the same pages."""
     from datetime import date
 
-    from reporter import build, charts, config, i18n, render
+    from reporter import config
+    from reporter.pipeline import build, charts, i18n, render
 
     project = config.load(ROOT / "reports.toml")
     report = project.report("kz-us")

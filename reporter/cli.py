@@ -45,36 +45,6 @@ def _clock_from_environment():
     return lambda: (origin + timedelta(seconds=time.monotonic() - began)).astimezone(timezone.utc)
 
 
-class _Format(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        return f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
-
-
-class _JSONFormat(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        import json  # noqa: PLC0415
-
-        fields = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        fields.update(getattr(record, "fields", {}))
-        return json.dumps(fields, ensure_ascii=False, default=str)
-
-
-def configure_logging(verbose: bool, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JSONFormat() if as_json else _Format())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("reporter").setLevel(logging.DEBUG if verbose else logging.INFO)
-    # fontTools and matplotlib chatter is noise; WeasyPrint's records are collected by render.py
-    # and logged again under reporter.render, so they must not also reach the handler directly.
-    for noisy in ("fontTools", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    logging.getLogger("weasyprint").propagate = False
-
-
 def _handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Print a user's mistake as one line per problem and exit 1; ``--debug`` re-raises."""
 
@@ -111,6 +81,8 @@ def main(ctx: click.Context, config_file: str | None, debug: bool, verbose: bool
     """Render, schedule and deliver briefings from fact datasets."""
     ctx.ensure_object(dict)
     ctx.obj.update(config=config_file, debug=debug, log_json=log_json, clock=_clock_from_environment())
+    from .log import configure_logging  # noqa: PLC0415
+
     configure_logging(verbose, log_json)
 
 
@@ -121,7 +93,7 @@ def _project(ctx: click.Context):
 
 
 def _history(project):
-    from .history import History  # noqa: PLC0415
+    from .state.history import History  # noqa: PLC0415
 
     return History.at(project.state_path)
 
@@ -143,14 +115,14 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
 
     from .config import edition_date  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
-    from .recording import RunRecorder  # noqa: PLC0415
+    from .state.recording import RunRecorder  # noqa: PLC0415
 
     clock = ctx.obj["clock"]
     project = _project(ctx)
     report = project.report(report_id)
     when = day.date() if day else edition_date(report, clock)
     recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
-    from .build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
+    from .pipeline.build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
 
     try:
         edition = build_edition(
@@ -184,15 +156,15 @@ def list_reports(ctx: click.Context, count: int) -> None:
         click.echo(f"  schedule:  {report.schedule or '(none)'}   time zone: {report.timezone.key}"
                    f"   catch-up: {report.catch_up}")
         if report.schedule and count:
-            from .schedule import next_runs  # noqa: PLC0415
+            from .schedule.plan import next_runs  # noqa: PLC0415
 
             for moment in next_runs(report, ctx.obj["clock"](), count):
                 click.echo(f"  next:      {moment.strftime('%a %Y-%m-%d %H:%M %Z (UTC%z)')}")
 
 
 def _service(ctx: click.Context, project, history, workers: int | None):
-    from .pool import ProcessPool  # noqa: PLC0415
-    from .schedule import Service  # noqa: PLC0415
+    from .execute.pool import ProcessPool  # noqa: PLC0415
+    from .schedule.service import Service  # noqa: PLC0415
 
     pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
                        log_json=ctx.obj["log_json"])
@@ -201,7 +173,7 @@ def _service(ctx: click.Context, project, history, workers: int | None):
 
 def _deliverer(ctx: click.Context, project, history):
     """What a scheduled run does after a successful render: deliver it to the report's recipients."""
-    from .deliver import deliver_scheduled  # noqa: PLC0415
+    from .deliver.delivery import deliver_scheduled  # noqa: PLC0415
 
     return lambda report, day: deliver_scheduled(project, report, day, history, now=ctx.obj["clock"])
 
@@ -214,7 +186,7 @@ def _deliverer(ctx: click.Context, project, history):
 @_handles_errors
 def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
     """Run the scheduler: render each report when due, until stopped."""
-    from .schedule import serve  # noqa: PLC0415
+    from .schedule.service import serve  # noqa: PLC0415
 
     project = _project(ctx)
     with _scheduler_state(ctx, project) as history:
@@ -253,8 +225,8 @@ def _scheduler_state(ctx: click.Context, project) -> Iterator[Any]:
     Under the lock, runs left ``running`` belong to a process that died: they are recorded as
     abandoned, and the temporary files they left are removed.
     """
-    from .lock import SchedulerLock  # noqa: PLC0415
-    from .render import remove_stale_parts  # noqa: PLC0415
+    from .schedule.lock import SchedulerLock  # noqa: PLC0415
+    from .pipeline.write import remove_stale_parts  # noqa: PLC0415
 
     with SchedulerLock(project.state_path):
         history = _history(project)
@@ -303,7 +275,7 @@ def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int
 @_handles_errors
 def validate(ctx: click.Context) -> None:
     """Check config, datasets, templates and catalogues; list every problem."""
-    from .validate import validate_project  # noqa: PLC0415
+    from .pipeline.validate import validate_project  # noqa: PLC0415
 
     project = _project(ctx)
     validate_project(project)
@@ -312,7 +284,7 @@ def validate(ctx: click.Context) -> None:
 
 def _deliver(ctx: click.Context, project, report, when, history, **options: Any) -> None:
     """Deliver and print one line per recipient; exit 1 if anyone did not get it."""
-    from .deliver import deliver  # noqa: PLC0415
+    from .deliver.delivery import deliver  # noqa: PLC0415
 
     result = deliver(project, report, when, history, now=ctx.obj["clock"], **options)
     width = max((len(o.recipient.email) for o in result.outcomes), default=0)

@@ -405,7 +405,7 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     if "schedule" in table:
         schedule = check.string(table["schedule"], f"{key}.schedule")
         if schedule:
-            from .crontab import check_schedule  # noqa: PLC0415 - only needed with a schedule
+            from .cron import check_schedule  # noqa: PLC0415 - only needed with a schedule
             try:
                 check_schedule(schedule)
             except ValueError as exc:

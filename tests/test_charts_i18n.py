@@ -8,7 +8,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from conftest import ROOT
-from reporter import charts, config, datasets, i18n
+from reporter import config
+from reporter.pipeline import charts, datasets, i18n
 from reporter.config import edition_date
 
 PROJECT = config.load(ROOT / "reports.toml")
@@ -81,7 +82,7 @@ def test_edition_date_is_today_in_the_reports_time_zone() -> None:
 def test_catalogues_are_complete() -> None:
     from babel.messages.pofile import read_po
 
-    with (ROOT / "reporter" / "locale" / "ru" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+    with (ROOT / "reporter" / "pipeline" / "locale" / "ru" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
         catalog = read_po(handle)
     untranslated = [m.id for m in catalog if m.id and not (all(m.string) if isinstance(m.string, tuple) else m.string)]
     assert untranslated == []

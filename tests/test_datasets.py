@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EDITION, ROOT, assert_untouched, copy_data, earlier_edition, run_cli, write_project
-from reporter import datasets
+from reporter.pipeline import datasets
 from reporter.errors import DataError
 
 

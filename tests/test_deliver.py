@@ -23,10 +23,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from conftest import normalise, run_cli, write_project
-from reporter import build, config, deliver
+from reporter import config
+from reporter.deliver import compose, delivery
+from reporter.deliver.smtp import SmtpSettings, smtp_settings
+from reporter.pipeline import build
 from reporter.config import Recipient
 from reporter.errors import DeliveryError
-from reporter.history import History
+from reporter.state.history import History
 
 DAY = date(2025, 11, 5)
 NOW = datetime(2025, 11, 5, 3, 0, tzinfo=timezone.utc)
@@ -146,12 +149,12 @@ def smtp_server(handler: Recorder, **kwargs) -> Iterator[Controller]:
         controller.stop()
 
 
-def plain(controller: Controller) -> deliver.SmtpSettings:
-    return deliver.SmtpSettings("smtp", "127.0.0.1", controller.port, timeout=5)
+def plain(controller: Controller) -> SmtpSettings:
+    return SmtpSettings("smtp", "127.0.0.1", controller.port, timeout=5)
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[Recorder, deliver.SmtpSettings]]:
+def server() -> Iterator[tuple[Recorder, SmtpSettings]]:
     handler = Recorder()
     with smtp_server(handler) as controller:
         yield handler, plain(controller)
@@ -186,7 +189,7 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
 def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
 
     assert result.ok and result.summary.startswith("delivered")
     assert [(o.recipient.email, o.status) for o in result.outcomes] == [
@@ -251,7 +254,7 @@ def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered
 def test_a_bcc_recipient_gets_a_copy_that_names_nobody(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered, [ARCHIVE])
-    deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     message = handler.parsed()["archive@example.org"]
     raw = handler.messages[0][1]
     assert b"archive@example.org" not in raw
@@ -263,9 +266,9 @@ def test_the_body_stays_small_and_the_message_ascii(rendered):
     project, report = variant(rendered)
     datasets = build.load_datasets(project, report)
     for lang in ("ru", "en"):
-        body = deliver.summarize(project, report, DAY, lang, datasets)
+        body = compose.summarize(project, report, DAY, lang, datasets)
         assert len(body.figures) == 10 and len(body.sections) == 7
-        message = deliver.compose(project, report, ANALYST, body, b"%PDF-1.7 test", NOW, "<id@example.org>")
+        message = compose.compose(project, report, ANALYST, body, b"%PDF-1.7 test", NOW, "<id@example.org>")
         assert message.as_bytes().isascii()
 
 
@@ -273,8 +276,8 @@ def test_the_default_subject_is_translated(rendered):
     project, report = variant(rendered)
     project = replace(project, email=replace(project.email, subject={}))
     datasets = build.load_datasets(project, report)
-    assert normalise(deliver.summarize(project, report, DAY, "ru", datasets).subject) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
-    assert deliver.summarize(project, report, DAY, "en", datasets).subject == "Briefing: Kazakhstan – USA, 5 November 2025"
+    assert normalise(compose.summarize(project, report, DAY, "ru", datasets).subject) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
+    assert compose.summarize(project, report, DAY, "en", datasets).subject == "Briefing: Kazakhstan – USA, 5 November 2025"
 
 
 @pytest.mark.parametrize("fragment, expected", [
@@ -285,7 +288,7 @@ def test_the_default_subject_is_translated(rendered):
     ("<p>" + "word " * 100 + "</p>", ("word " * 56).strip() + "…"),
 ])
 def test_first_sentence(fragment, expected):
-    assert deliver.first_sentence(fragment) == expected
+    assert compose.first_sentence(fragment) == expected
 
 
 # --- once, and only a recorded edition ---------------------------------------------------
@@ -294,16 +297,16 @@ def test_first_sentence(fragment, expected):
 def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, history, server, caplog):
     handler, smtp = server
     project, report = variant(rendered)
-    first = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    first = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     ids = {o.recipient.email: o.message_id for o in first.outcomes}
 
-    again = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    again = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert [o.status for o in again.outcomes] == ["already sent"] * 3
     assert again.ok and len(handler.messages) == 3
     assert [o.describe() for o in again.outcomes] == ["already sent, skipped"] * 3
 
     caplog.set_level(logging.INFO, logger="reporter")
-    forced = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
+    forced = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
                              to=["desk@example.org"], force=True)
     assert [(o.recipient.email, o.describe()) for o in forced.outcomes] == [("desk@example.org", "sent again (--force)")]
     assert len(handler.messages) == 4
@@ -316,11 +319,11 @@ def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, hist
 def test_to_picks_configured_recipients_only(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, to=["Desk@Example.org"])
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, to=["Desk@Example.org"])
     assert [o.recipient.email for o in result.outcomes] == ["desk@example.org"]
     assert list(handler.parsed()) == ["desk@example.org"]
     with pytest.raises(DeliveryError, match="stranger@example.org is not a recipient"):
-        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org"])
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org"])
 
 
 def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server):
@@ -328,11 +331,11 @@ def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server
     project, report = variant(rendered)
     history = History.at(tmp_path / "empty.sqlite")
     with pytest.raises(DeliveryError, match="render it first"):
-        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
     failed = history.start_run("kz-us", DAY, "manual", NOW)
     history.finish_run(failed, "failed", NOW, error="boom")
     with pytest.raises(DeliveryError, match="render it first"):
-        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
     assert handler.messages == [] and history.deliveries() == []
 
 
@@ -347,19 +350,19 @@ def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, serv
         copies.append(replace(artifact, path=path))
     history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)))
     with pytest.raises(DeliveryError) as caught:
-        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
     assert "kz-us.en.pdf" in str(caught.value) and "render it first" in str(caught.value)
     # Only Russian recipients: the English PDF is not needed, so it does not stop them.
     project, report = variant(rendered, [ANALYST])
-    assert deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp).ok
+    assert delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp).ok
     (tmp_path / "kz-us.ru.pdf").unlink()
     with pytest.raises(DeliveryError, match="cannot read the recorded PDF"):
-        deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
 
 
 def test_no_recipients_is_nothing_to_do(rendered, tmp_path):
     project, report = variant(rendered, [])
-    result = deliver.deliver(project, report, DAY, History.at(tmp_path / "h.sqlite"), now=clock)
+    result = delivery.deliver(project, report, DAY, History.at(tmp_path / "h.sqlite"), now=clock)
     assert result.outcomes == () and result.ok and result.summary == "no recipients"
 
 
@@ -379,8 +382,8 @@ def test_server_down_then_up_is_retried(rendered, history):
 
     project, report = variant(rendered, backoff_seconds=0.5)
     try:
-        result = deliver.deliver(project, report, DAY, history, now=clock, sleep=sleep_then_start,
-                                 smtp=deliver.SmtpSettings("smtp", "127.0.0.1", port, timeout=5))
+        result = delivery.deliver(project, report, DAY, history, now=clock, sleep=sleep_then_start,
+                                 smtp=SmtpSettings("smtp", "127.0.0.1", port, timeout=5))
     finally:
         controller.stop()
     assert result.ok, result.outcomes
@@ -394,7 +397,7 @@ def test_temporary_refusals_are_retried_for_those_recipients_only(rendered, hist
     handler.rcpt_once["desk@example.org"] = ["451 4.3.0 try later"]
     handler.data_once.append("452 4.3.1 insufficient system storage")  # the first DATA: analyst's
     project, report = variant(rendered)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert result.ok
     assert sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
     # editor was accepted in the first round and not tried again.
@@ -408,7 +411,7 @@ def test_a_421_closes_the_connection_and_is_retried(rendered, history, server):
     handler, smtp = server
     handler.rcpt_once["analyst@example.org"] = ["421 4.7.0 too busy, closing"]
     project, report = variant(rendered)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert result.ok and len(handler.messages) == 3
     assert {o.recipient.email: o.attempts for o in result.outcomes} == {
         "analyst@example.org": 2, "desk@example.org": 1, "editor@example.org": 1}
@@ -419,7 +422,7 @@ def test_a_permanent_rejection_of_one_recipient_leaves_the_others_delivered(rend
     handler.refuse["desk@example.org"] = "550 5.1.1 <desk@example.org>: no such user"
     project, report = variant(rendered)
     slept = []
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
     assert not result.ok and result.summary.startswith("partly delivered")
     outcome = {o.recipient.email: o for o in result.outcomes}
     assert outcome["desk@example.org"].status == "rejected"
@@ -435,7 +438,7 @@ def test_retries_are_bounded(rendered, history, server):
     handler.refuse["desk@example.org"] = "450 4.2.1 mailbox busy"
     project, report = variant(rendered, attempts=3, backoff_seconds=2)
     slept = []
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
     assert slept == [2, 4]
     outcome = {o.recipient.email: o for o in result.outcomes}["desk@example.org"]
     assert outcome.status == "failed" and outcome.attempts == 3
@@ -450,13 +453,13 @@ def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered,
     record_edition(path, rendered.edition).close()
     handler.refuse["analyst@example.org"] = "451 4.3.0 try later"
     project, report = variant(rendered, attempts=1)
-    first = deliver.deliver(project, report, DAY, History.at(path), now=clock, smtp=smtp, sleep=no_sleep)
+    first = delivery.deliver(project, report, DAY, History.at(path), now=clock, smtp=smtp, sleep=no_sleep)
     assert [o.status for o in first.outcomes] == ["failed", "sent", "sent"]
 
     del handler.refuse["analyst@example.org"]
     handler.messages.clear()
     restarted = History.at(path)  # as a new process would open it
-    second = deliver.deliver(project, report, DAY, restarted, now=clock, smtp=smtp, sleep=no_sleep)
+    second = delivery.deliver(project, report, DAY, restarted, now=clock, smtp=smtp, sleep=no_sleep)
     assert [o.status for o in second.outcomes] == ["sent", "already sent", "already sent"]
     assert list(handler.parsed()) == ["analyst@example.org"]
     assert restarted.delivery("kz-us", DAY, "ru", "analyst@example.org").attempts == 2
@@ -465,7 +468,7 @@ def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered,
 def test_an_oversized_message_fails_loudly(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered, max_bytes=50_000)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert not result.ok and handler.messages == []
     for outcome in result.outcomes:
         assert outcome.status == "failed" and "over the limit of 50000 bytes" in outcome.detail
@@ -481,13 +484,13 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     edition = build.build_edition(project, report, earlier, output_dir=tmp_path / "out", formats=("pdf",))
     run_id = history.start_run("kz-us", earlier, "manual", NOW)
     history.finish_run(run_id, "ok", NOW, files=edition.artifacts)
-    assert deliver.deliver(project, report, earlier, history, now=clock, smtp=smtp, sleep=no_sleep).ok
+    assert delivery.deliver(project, report, earlier, history, now=clock, smtp=smtp, sleep=no_sleep).ok
     assert len(handler.messages) == 2
     assert edition.artifacts[0].sha256 != next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
     # Pretend the desk's copy last week said something else (the data changed since).
     history.record_delivery("kz-us", earlier, "en", "desk@example.org", kind="to", status="sent",
                             attempts=1, reply="250 OK", now=NOW, content="0" * 64)
-    result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert [(o.recipient.email, o.describe()) for o in result.outcomes] == [
         ("analyst@example.org", "unchanged, not sent"), ("desk@example.org", "sent")]
     assert len(handler.messages) == 3 and list(handler.parsed())[-1] == "desk@example.org"
@@ -505,7 +508,7 @@ def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, serve
 
     def one() -> None:
         ledger = History.at(state)  # each its own connection, as two processes would have
-        results.append(deliver.deliver(project, report, DAY, ledger, now=clock, smtp=smtp, sleep=no_sleep))
+        results.append(delivery.deliver(project, report, DAY, ledger, now=clock, smtp=smtp, sleep=no_sleep))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for thread in threads:
@@ -526,8 +529,8 @@ def test_starttls_and_login_with_a_trusted_private_certificate(rendered, history
     with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True,
                      authenticator=authenticator, auth_require_tls=True) as controller:
         project, report = variant(rendered, ca_file=certificate[0])
-        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
-        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+        smtp = SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert result.ok and len(handler.messages) == 3
     assert PASSWORD not in caplog.text and PASSWORD not in repr(smtp) and PASSWORD not in str(smtp)
     for file in (history.engine.url.database, history.engine.url.database + "-wal"):
@@ -540,8 +543,8 @@ def test_smtps_with_a_trusted_private_certificate(rendered, history, certificate
     with smtp_server(handler, ssl_context=server_context(certificate), authenticator=authenticator,
                      auth_require_tls=False) as controller:
         project, report = variant(rendered, [DESK], ca_file=certificate[0])
-        smtp = deliver.SmtpSettings("smtps", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
-        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+        smtp = SmtpSettings("smtps", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert result.ok and list(handler.parsed()) == ["desk@example.org"]
 
 
@@ -549,9 +552,9 @@ def test_an_untrusted_certificate_is_refused_without_retrying(rendered, history,
     handler = Recorder()
     with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True) as controller:
         project, report = variant(rendered, [DESK])  # no ca_file: the system's CAs only
-        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, timeout=5)
+        smtp = SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, timeout=5)
         slept = []
-        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
+        result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=slept.append)
     (outcome,) = result.outcomes
     assert outcome.status == "failed" and "certificate" in outcome.detail and "ca_file" in outcome.detail
     assert slept == [] and handler.messages == []
@@ -570,8 +573,8 @@ def test_the_password_is_never_logged_or_stored(rendered, tmp_path, certificate,
     with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True,
                      authenticator=echoing) as controller:
         project, report = variant(rendered, ca_file=certificate[0])
-        smtp = deliver.SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
-        result = deliver.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+        smtp = SmtpSettings("smtp+starttls", "127.0.0.1", controller.port, USER, PASSWORD, timeout=5)
+        result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     history.close()
     assert not result.ok and handler.messages == []
     for outcome in result.outcomes:
@@ -597,7 +600,7 @@ def test_the_password_is_never_logged_or_stored(rendered, tmp_path, certificate,
 ])
 def test_smtp_settings_from_the_environment(url, expected):
     env = {"REPORTER_SMTP_URL": url} | ({"REPORTER_SMTP_PASSWORD": PASSWORD} if expected[3] else {})
-    smtp = deliver.smtp_settings(env)
+    smtp = smtp_settings(env)
     assert (smtp.scheme, smtp.host, smtp.port, smtp.username) == expected
     assert smtp.password == (PASSWORD if expected[3] else "") and smtp.timeout == 30
     assert PASSWORD not in repr(smtp)
@@ -614,7 +617,7 @@ def test_smtp_settings_from_the_environment(url, expected):
 ])
 def test_bad_smtp_settings(env, message):
     with pytest.raises(DeliveryError, match=message) as caught:
-        deliver.smtp_settings(env)
+        smtp_settings(env)
     assert "hunter2" not in str(caught.value)
 
 
@@ -622,7 +625,7 @@ def test_sending_without_smtp_settings_fails_before_anything_is_recorded(rendere
     monkeypatch.delenv("REPORTER_SMTP_URL", raising=False)
     project, report = variant(rendered)
     with pytest.raises(DeliveryError, match="REPORTER_SMTP_URL: not set"):
-        deliver.deliver(project, report, DAY, history, now=clock)
+        delivery.deliver(project, report, DAY, history, now=clock)
     assert history.deliveries() == []
 
 
@@ -631,7 +634,7 @@ def test_sending_without_smtp_settings_fails_before_anything_is_recorded(rendere
 
 def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, history, tmp_path):
     project, report = variant(rendered, [ANALYST, DESK, EDITOR, Recipient("o'brien/x@example.org", "", "en")])
-    result = deliver.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
+    result = delivery.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
     names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
     assert names == ["kz-us_2025-11-05_en_desk@example.org.eml", "kz-us_2025-11-05_en_o_brien_x@example.org.eml",
                      "kz-us_2025-11-05_ru_analyst@example.org.eml", "kz-us_2025-11-05_ru_editor@example.org.eml"]

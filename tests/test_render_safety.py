@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EDITION, ROOT, assert_untouched, earlier_edition, run_cli, write_project
-from reporter import build, config, render
+from reporter import config
+from reporter.pipeline import build, write
 from reporter.errors import RenderError
 
 
@@ -77,7 +78,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError):
         # The second file cannot be written: the first must not have replaced its target either.
-        render.write_atomically({target: b"new", tmp_path / "b.pdf": object()})  # type: ignore[dict-item]
+        write.write_atomically({target: b"new", tmp_path / "b.pdf": object()})  # type: ignore[dict-item]
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]
 

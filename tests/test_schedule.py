@@ -16,8 +16,8 @@ import pytest
 
 from conftest import run_cli
 from reporter import config
-from reporter.crontab import parse_schedule
-from reporter.schedule import next_runs, plan
+from reporter.cron import parse_schedule
+from reporter.schedule.plan import next_runs, plan
 from schedule_helpers import make_project, report_block
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -304,7 +304,7 @@ def test_a_slot_left_running_by_a_dead_scheduler_runs_again_even_if_its_pid_is_r
 
     config_path = make_project(tmp_path, [report_block("r", **FAST)])
     state = tmp_path / "state" / "history.sqlite"
-    from reporter.history import History
+    from reporter.state.history import History
 
     history = History.at(state)
     # As a crashed scheduler would leave it: its pid (1) is alive again, in another process.
@@ -385,7 +385,8 @@ def test_log_json_gives_one_json_object_per_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("max_tasks", "same_worker"), [(1, False), (3, True)])
 def test_workers_are_reused_then_recycled(tmp_path: Path, max_tasks: int, same_worker: bool) -> None:
-    from reporter.pool import ProcessPool, RenderTask
+    from reporter.execute import RenderTask
+    from reporter.execute.pool import ProcessPool
 
     config_path = make_project(tmp_path, [report_block("r", **FAST)])
     pool = ProcessPool(size=1, max_tasks=max_tasks)

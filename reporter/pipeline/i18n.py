@@ -21,7 +21,7 @@ from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 from babel.units import format_unit
 
-from .errors import Problem, TemplateError
+from ..errors import Problem, TemplateError
 
 CATALOGUES = Path(__file__).parent / "locale"
 DOMAIN = "messages"

@@ -10,7 +10,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import Problem, StateError
+from ..errors import Problem, StateError
 
 
 class SchedulerLock:

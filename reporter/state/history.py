@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
-from .errors import Problem, StateError
-from .liveness import pid_alive
+from ..errors import Problem, StateError
+from ..liveness import pid_alive
 
 metadata = sa.MetaData()
 

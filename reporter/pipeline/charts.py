@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ChartSpec
+from ..config import ChartSpec
+from ..errors import ChartError, Problem
 from .datasets import Dataset
-from .errors import ChartError, Problem
 from .i18n import N_, Language
 
 FONT_FAMILY = "PT Sans"

@@ -19,54 +19,11 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # workers import this module first thing: keep it light
-    from .build import Artifact
+from . import RenderOutcome, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped, execute
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RenderTask:
-    """One edition to render: everything a worker needs, as plain picklable values."""
-
-    config: str
-    report: str
-    edition_date: date
-    output_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class RenderOutcome:
-    ok: bool
-    artifacts: tuple["Artifact", ...] = ()
-    error: str = ""
-    seconds: float = 0.0
-    pid: int = 0  # the process that rendered it
-
-
-class RenderTimeout(Exception):
-    """The render did not finish within its timeout; its worker was killed."""
-
-
-class WorkerStopped(Exception):
-    """The service is stopping and stopped the worker before the render finished."""
-
-
-class WorkerCrashed(Exception):
-    """The worker died on its own (out of memory, a crash in a C library) mid-render."""
-
-
-class Executor(Protocol):
-    """Runs render tasks somewhere else; blocking per call, safe to call from many threads."""
-
-    def run(self, task: RenderTask, timeout: float) -> RenderOutcome: ...
-
-    def close(self, grace: float) -> None: ...
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -82,25 +39,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def execute(task: RenderTask) -> RenderOutcome:
-    """Render one edition in this process; a :class:`ReporterError` becomes a failed outcome."""
-    from . import config  # noqa: PLC0415
-    from .build import build_edition  # noqa: PLC0415
-    from .errors import ReporterError  # noqa: PLC0415
-
-    start = time.perf_counter()
-    try:
-        project = config.load(task.config)
-        edition = build_edition(project, project.report(task.report), task.edition_date,
-                                output_dir=Path(task.output_dir) if task.output_dir else None)
-    except ReporterError as exc:
-        return RenderOutcome(False, error=str(exc), seconds=time.perf_counter() - start, pid=os.getpid())
-    except Exception as exc:  # noqa: BLE001 - a bug in one report must not take the worker down silently
-        log.exception("render of %s crashed", task.report)
-        return RenderOutcome(False, error=f"internal error: {exc!r}", seconds=time.perf_counter() - start, pid=os.getpid())
-    return RenderOutcome(True, edition.artifacts, seconds=time.perf_counter() - start, pid=os.getpid())
-
-
 def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:
     # The service decides when workers stop. A terminal's Ctrl-C and systemd's default stop
     # signal the whole process group; leaving it, and ignoring those signals, lets a render in
@@ -112,13 +50,13 @@ def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    from .cli import configure_logging  # noqa: PLC0415 - same log format as the service
+    from ..log import configure_logging  # noqa: PLC0415 - same log format as the service
 
     configure_logging(verbose=False, as_json=log_json)
     import matplotlib.figure  # noqa: F401, PLC0415 - warm up: pay the imports once per worker
     import weasyprint  # noqa: F401, PLC0415
 
-    from . import build  # noqa: F401, PLC0415
+    from ..pipeline import build  # noqa: F401, PLC0415
 
     conn.send("ready")
     for _ in range(max_tasks):

@@ -1,4 +1,4 @@
-"""Templates -> HTML (Jinja2) -> PDF (WeasyPrint), and atomic writing of the results.
+"""Templates -> HTML (Jinja2): the one template context of an edition, and the environment.
 
 One layout serves every language: interface strings come from the gettext catalogue, the
 editors' narrative from ``narrative.<lang>.html.j2`` (which extends the layout), and every figure
@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
 from .charts import Chart
-from .config import Report
+from ..config import Report
 from .datasets import Dataset, Row
-from .errors import Problem, RenderError, TemplateError
+from ..errors import Problem, TemplateError
 from .i18n import Language
-from .liveness import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -236,127 +232,3 @@ def check_template(templates_dir: Path, lang: Language, name: str, required_bloc
         return [_template_problem(exc, templates_dir)]
     missing = [block for block in required_blocks if block not in template.blocks]
     return [Problem(str(templates_dir / name), "", f"missing {{% block {block} %}}") for block in missing]
-
-
-class _ProjectFetcher:
-    """Lets WeasyPrint read ``data:`` URLs and files under the allowed folders, and nothing else.
-
-    Anything else (the network, a file elsewhere, a file that does not exist) stops the render:
-    a brief with a silent blank where a chart or font should be is worse than no brief.
-    """
-
-    def __init__(self, roots: tuple[Path, ...]) -> None:
-        from weasyprint.urls import URLFetcher  # noqa: PLC0415
-
-        self.roots = tuple(root.resolve() for root in roots)
-        self.inner = URLFetcher(allowed_protocols={"data", "file"}, fail_on_errors=True)
-
-    def __call__(self, url: str):
-        return self.fetch(url)
-
-    def fetch(self, url: str, headers: Any = None):
-        from urllib.parse import unquote, urlsplit  # noqa: PLC0415
-
-        from weasyprint.urls import FatalURLFetchingError  # noqa: PLC0415
-
-        scheme = url.split(":", 1)[0].lower()
-        if scheme == "file":
-            path = Path(unquote(urlsplit(url).path)).resolve()
-            if not any(root == path or root in path.parents for root in self.roots):
-                raise FatalURLFetchingError(f"refused to read {path}: outside the project's folders")
-            if not path.is_file():
-                raise FatalURLFetchingError(f"missing resource {path}")
-        elif scheme != "data":
-            raise FatalURLFetchingError(f"refused to fetch {url}: only local files may be used")
-        return self.inner.fetch(url, headers)
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def _weasyprint_errors(name: str) -> Iterator[None]:
-    """Turn WeasyPrint's error log records into a :class:`RenderError` (it logs, not raises)."""
-    handler = _Collect()
-    logger = logging.getLogger("weasyprint")
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-    errors = [r for r in handler.records if r.levelno >= logging.ERROR]
-    for record in handler.records:
-        if record.levelno < logging.ERROR:
-            log.warning("%s: WeasyPrint: %s", name, record.getMessage())
-    if errors:
-        raise RenderError([Problem(name, "", f"WeasyPrint: {r.getMessage()}") for r in errors])
-
-
-def pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str) -> bytes:
-    """Lay out the HTML with WeasyPrint and return the PDF bytes."""
-    from weasyprint import HTML  # noqa: PLC0415 - 1 s import, only when writing a PDF
-    from weasyprint.urls import FatalURLFetchingError  # noqa: PLC0415
-
-    fetcher = _ProjectFetcher(roots)
-    try:
-        with _weasyprint_errors(name):
-            return HTML(string=document, base_url=str(base_dir) + os.sep, url_fetcher=fetcher).write_pdf()
-    except FatalURLFetchingError as exc:
-        raise RenderError([Problem(name, "", str(exc))]) from None
-
-
-PART_SUFFIX = ".part"
-
-
-def remove_stale_parts(directory: Path) -> list[Path]:
-    """Delete temporary files left by a writer that died (killed mid-write); keep live ones.
-
-    Temporary names carry the writer's pid (``.kz-us.ru.pdf.<pid>.<random>.part``), so a
-    concurrent render's file in progress is never touched.
-    """
-    removed = []
-    if directory.is_dir():
-        for part in directory.glob(f".*{PART_SUFFIX}"):
-            fields = part.name.rsplit(".", 3)
-            pid = int(fields[1]) if len(fields) == 4 and fields[1].isdigit() else None
-            if pid is None or not pid_alive(pid):
-                part.unlink(missing_ok=True)
-                removed.append(part)
-    return removed
-
-
-def write_atomically(files: dict[Path, bytes]) -> None:
-    """Write an edition's files so that none is ever seen half-written.
-
-    Every file is first written to a temporary file beside its target, flushed and synced;
-    only when all are staged are they renamed into place, one ``os.replace`` each. A failure
-    while staging leaves every target as it was. (A crash between two renames can leave a
-    new PDF beside an old HTML of the same edition; each file is whole, and the history
-    records the run as not finished, so it runs again.)
-    """
-    staged: list[tuple[str, Path]] = []
-    try:
-        for target, data in files.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=target.parent)
-            staged.append((tmp, target))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-        for tmp, target in staged:
-            os.replace(tmp, target)
-        staged.clear()
-    except OSError as exc:
-        where = exc.filename or next(iter(files), "")
-        raise RenderError([Problem(str(where), "", f"cannot write: {exc.strerror}")]) from None
-    finally:
-        for tmp, _target in staged:
-            Path(tmp).unlink(missing_ok=True)

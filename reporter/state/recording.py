@@ -17,7 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import Problem, StateError
+from ..errors import Problem, StateError
 
 
 def _send(fd: int, value: Any) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from ..config import Project
+from ..errors import Problem, ReporterError
 from . import charts as charts_stage
 from . import i18n, render
 from .build import load_datasets
-from .config import Project
-from .errors import Problem, ReporterError
 
 
 def validate_project(project: Project, day: date = date(2000, 1, 1)) -> None:

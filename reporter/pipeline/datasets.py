@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import DataError, Problem
+from ..errors import DataError, Problem
 
 Row = dict[str, Any]
 

@@ -14,11 +14,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
+from ..config import Project, Report
+from ..errors import DataError, Problem, ReporterError
 from . import charts as charts_stage
 from . import datasets as datasets_stage
-from . import i18n, render
-from .config import Project, Report
-from .errors import DataError, Problem, ReporterError
+from . import i18n, pdf, render, write
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,16 @@ def build_edition(
             target = directory / artifact_name(report.id, lang_code, fmt)
             if fmt == "pdf":
                 log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
-                files[target] = render.pdf(document, project.templates_dir, roots, str(target))
+                files[target] = pdf.to_pdf(document, project.templates_dir, roots, str(target))
             else:
                 files[target] = document.encode("utf-8")
             meta[target] = (lang_code, fmt)
 
     if before_write:
         before_write()
-    for stale in render.remove_stale_parts(directory):
+    for stale in write.remove_stale_parts(directory):
         log.info("removed %s, left by an interrupted render", stale)
-    render.write_atomically(files)
+    write.write_atomically(files)
     artifacts = tuple(
         Artifact(path, *meta[path], hashlib.sha256(data).hexdigest(), len(data)) for path, data in files.items()
     )

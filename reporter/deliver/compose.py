@@ -1,0 +1,220 @@
+"""Messages: what each recipient gets, in their language, as an :class:`~email.message.EmailMessage`.
+
+A body says, in a few lines, what the edition says: its title and date, the key figures, and one
+line per section (the first sentence of each). The PDF is attached under an ASCII name.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import html as html_text
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+import jinja2
+
+from ..config import Project, Recipient, Report
+from ..errors import DeliveryError, Problem, TemplateError
+from ..pipeline import i18n, render
+from ..pipeline.datasets import Dataset
+from ..pipeline.i18n import N_, Language
+
+log = logging.getLogger(__name__)
+
+# Gmail clips a message whose HTML is over about 102 KB and hides the rest behind a link.
+HTML_BUDGET = 100 * 1024
+# A line in the body, not a paragraph: long first sentences are cut at a word.
+LINE_BUDGET = 280
+
+# policy.SMTP (CRLF, RFC 2047 headers) made 7-bit clean, so that set_content picks
+# quoted-printable or base64 for Cyrillic text instead of 8bit, which a server without
+# 8BITMIME may refuse or mangle.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
+
+# The layout's section headings (templates/brief.html.j2), msgids shared with it.
+SECTION_HEADINGS = {
+    "summary": N_("Summary"),
+    "diplomacy": N_("Diplomacy: the C5+1 format"),
+    "investment": N_("Investment and companies"),
+    "transport": N_("Transport and logistics"),
+    "mining": N_("Mining and critical minerals"),
+    "uranium": N_("Uranium and nuclear security"),
+    "region": N_("Kazakhstan's weight in the region"),
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A key figure as the body shows it: its label and qualified value in one language."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class SectionLine:
+    """One line per narrative section: its translated heading and its first sentence."""
+
+    id: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Body:
+    """What a message says in one language, built from data and rendered to text and HTML."""
+
+    lang: str
+    subject: str
+    title: str
+    date_text: str
+    figures: tuple[Figure, ...]
+    sections: tuple[SectionLine, ...]
+    attachment_name: str
+    text: str
+    html: str
+
+
+def attachment_name(report_id: str, day: date, lang: str) -> str:
+    """``kz-us_2025-11-05_ru.pdf``: ASCII, so every mail client shows it as it is."""
+    return f"{report_id}_{day.isoformat()}_{lang}.pdf"
+
+
+def subject(project: Project, report: Report, day: date, lang: Language) -> str:
+    """The subject in ``lang``: ``[email].subject``, else "Briefing: {title}, {date}" translated."""
+    pattern = project.email.subject.get(lang.code) or lang.gettext("Briefing") + ": {title}, {date}"
+    values = {
+        "title": report.short_title.get(lang.code) or report.title[lang.code],
+        "date": lang.date(day),
+        "report": report.id,
+    }
+    # Not str.format: a brace in a configured subject must not be able to reach attributes.
+    return re.sub(r"{(\w+)}", lambda m: values.get(m.group(1), m.group(0)), pattern)
+
+
+_CITATION = re.compile(r'<a class="cite"[^>]*>.*?</a>', re.S)
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"[ \t\r\n]+")  # not \s: no-break spaces inside figures must stay
+_SENTENCE_END = re.compile(r"[.!?…][»”\"')]*(?= )")
+
+
+def first_sentence(fragment: str) -> str:
+    """The first sentence of the first paragraph of an HTML fragment, as plain text."""
+    paragraph = re.split(r"</p\s*>", fragment, maxsplit=1)[0]
+    text = html_text.unescape(_TAG.sub("", _CITATION.sub("", paragraph)))
+    text = _SPACE.sub(" ", text).strip()
+    for match in _SENTENCE_END.finditer(text):
+        following = text[match.end() + 1:match.end() + 2]
+        # A sentence ends where the next word starts with a capital; "г. в" and "e.g. the" go on.
+        if following.isupper() or following in "«“\"(":
+            text = text[:match.end()]
+            break
+    if len(text) > LINE_BUDGET:
+        text = text[:LINE_BUDGET].rsplit(" ", 1)[0].rstrip(",;:—–-") + "…"
+    return text
+
+
+def _section_lines(project: Project, report: Report, lang: Language, ctx: render.EditionContext) -> tuple[SectionLine, ...]:
+    if not report.narrative:
+        return ()
+    name = report.narrative.format(lang=lang.code)
+    env = render.environment(project.templates_dir, lang)
+    lines = []
+    try:
+        template = env.get_template(name)
+        context = template.new_context(ctx.globals())
+        for section in render.SECTIONS:
+            block = template.blocks.get(section)
+            if block is None:
+                continue
+            text = first_sentence("".join(block(context)))
+            if text:
+                heading = lang.gettext(SECTION_HEADINGS.get(section, section))
+                lines.append(SectionLine(section, heading, text))
+    except (jinja2.TemplateError, TemplateError) as exc:
+        raise TemplateError([render._template_problem(exc, project.templates_dir)]) from exc
+    return tuple(lines)
+
+
+def summarize(project: Project, report: Report, day: date, lang_code: str, datasets: list[Dataset]) -> Body:
+    """Build one language's body: title, date, key figures and one line per section."""
+    lang = i18n.language(lang_code, project.locale_of(lang_code))
+    ctx = render.context(report, lang, day, "html", datasets, charts={})
+    figures = tuple(
+        Figure(str(row.get(f"label_{lang.code}") or row["id"]), lang.qualified(row["value"], row["unit"], row.get("qualifier")))
+        for row in ctx.facts.values()
+    )
+    values = dict(
+        lang=lang.code, subject=subject(project, report, day, lang), title=ctx.title,
+        date_text=ctx.edition_date_text, figures=figures, sections=_section_lines(project, report, lang, ctx),
+        attachment_name=attachment_name(report.id, day, lang.code),
+    )
+    env = render.environment(project.templates_dir, lang)
+    try:
+        text = env.get_template("email.txt.j2").render(values)
+        html = env.get_template("email.html.j2").render(values)
+    except (jinja2.TemplateError, TemplateError) as exc:
+        raise TemplateError([render._template_problem(exc, project.templates_dir)]) from exc
+    if not text.strip() or not html.strip():
+        raise DeliveryError([Problem(str(project.templates_dir / "email.txt.j2"), "", f"the {lang.code} body is empty")])
+    if len(html.encode("utf-8")) > HTML_BUDGET:
+        log.warning("%s %s %s: the HTML body is %d KB; mail clients clip bodies over 100 KB",
+                    report.id, day, lang.code, len(html.encode("utf-8")) // 1024)
+    return Body(text=text, html=html, **values)
+
+
+def message_id(report: Report, day: date, recipient: Recipient, pdf_sha256: str, domain: str, *, forced: bool) -> str:
+    """The Message-ID: the same for the same edition, PDF and recipient, unless forced.
+
+    A resend after a crash between the server's acceptance and the ledger write then carries
+    the same id, so mail systems that drop duplicates by Message-ID drop it. ``--force`` is a
+    deliberate second copy and gets a fresh id.
+    """
+    if forced:
+        return make_msgid(idstring=report.id, domain=domain)
+    digest = hashlib.sha256(f"{pdf_sha256}\0{recipient.email.lower()}".encode()).hexdigest()[:24]
+    return f"<{report.id}.{day.isoformat()}.{recipient.lang}.{digest}@{domain}>"
+
+
+def sender_domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "localhost"
+
+
+def compose(project: Project, report: Report, recipient: Recipient, body: Body, pdf: bytes,
+            moment: datetime, msgid: str) -> EmailMessage:
+    """One recipient's message: headers, text and HTML alternatives, the PDF attached."""
+    settings = project.email
+    message = EmailMessage(policy=POLICY)
+    message["Subject"] = body.subject
+    message["From"] = settings.sender
+    address = Address(display_name=recipient.name, addr_spec=recipient.email)
+    if recipient.kind == "cc":
+        message["Cc"] = address
+    elif recipient.kind == "bcc":
+        # Nobody else is on the message, and a bare Bcc would still name the address.
+        message["To"] = "undisclosed-recipients:;"
+    else:
+        message["To"] = address
+    if settings.reply_to:
+        message["Reply-To"] = settings.reply_to
+    message["Date"] = format_datetime(moment.astimezone(report.timezone))
+    message["Message-ID"] = msgid
+    # RFC 3834: out-of-office robots must not answer a scheduled mailing.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body.text)
+    message.add_alternative(body.html, subtype="html")
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=body.attachment_name)
+    # Last: making the message multipart moves every Content-* header into the first part.
+    message["Content-Language"] = body.lang
+    return message
+
+
+def outbox_name(report_id: str, day: date, lang: str, address: str) -> str:
+    """``kz-us_2025-11-05_ru_analyst@example.org.eml``, with anything unsafe in a file name as ``_``."""
+    return re.sub(r"[^A-Za-z0-9@._+-]", "_", f"{report_id}_{day.isoformat()}_{lang}_{address}") + ".eml"

@@ -1,0 +1,340 @@
+"""Email delivery: one message per recipient, in their language, with the edition's PDF, once.
+
+The pipeline of :func:`deliver`: check that the edition was rendered and recorded and that its
+PDFs on disk are the ones recorded; decide per recipient from the delivery ledger (already sent,
+unchanged, to send); build each language's body from data; compose one
+:class:`~email.message.EmailMessage` per recipient; then send over SMTP with bounded retries, or
+write ``.eml`` files to an outbox instead.
+
+A recipient's ledger row becomes ``sent`` only after the server accepted that message (a 2xx
+reply to the end of DATA), and is written at once, before the next recipient, so a restart sends
+only what is still missing. Transient failures (no connection, timeouts, 4xx) are retried with
+exponential backoff for the recipients that failed and no others; a permanent rejection (5xx) of
+one recipient is recorded as ``rejected`` and the others still get theirs.
+
+The SMTP server and its password come from the environment only (:func:`smtp_settings`). The
+password is never logged, stored or put in an exception: smtplib's exceptions are caught and
+every message here is built from the reply code and the server's text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..config import Project, Recipient, Report
+from ..errors import DeliveryError, Problem, ReporterError
+from ..pipeline import i18n
+from ..pipeline.build import load_datasets
+from ..pipeline.datasets import Dataset
+from ..pipeline.write import write_atomically
+from ..state.history import History
+from .compose import compose, message_id, outbox_name, sender_domain, summarize
+from .smtp import (ALREADY_SENT, FAILED, IN_PROGRESS, REJECTED, SENT, UNCHANGED, WRITTEN, Letter,
+                   Sleep, SmtpSettings, send, smtp_settings)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened for one recipient in one delivery."""
+
+    recipient: Recipient
+    status: str  # sent | already sent | unchanged | rejected | failed | written
+    detail: str = ""  # the server's reply, the reason of a failure, or when it was sent before
+    attempts: int = 0
+    message_id: str | None = None
+    path: Path | None = None
+    forced: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in (REJECTED, FAILED)
+
+    def describe(self) -> str:
+        """``sent`` / ``already sent, skipped`` / ``rejected: 550 …`` / ``written to PATH``."""
+        if self.status == SENT:
+            return "sent again (--force)" if self.forced else "sent"
+        if self.status == ALREADY_SENT:
+            return "already sent, skipped"
+        if self.status == IN_PROGRESS:
+            return "being sent by another process, skipped"
+        if self.status == UNCHANGED:
+            return "unchanged, not sent"
+        if self.status == WRITTEN:
+            return f"written to {self.path}"
+        return f"{self.status}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """Every recipient's outcome of one delivery of one edition, in the config's order."""
+
+    report: str
+    date: date
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def summary(self) -> str:
+        """``delivered``, ``partly delivered``, ``not delivered``, ``written, not sent`` or ``no recipients``, with counts."""
+        if not self.outcomes:
+            return "no recipients"
+        failed = sum(not o.ok for o in self.outcomes)
+        verdict = "delivered" if not failed else "not delivered" if failed == len(self.outcomes) else "partly delivered"
+        if not failed and all(o.status == WRITTEN for o in self.outcomes):
+            verdict = "written, not sent"
+        counts: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return f"{verdict} ({', '.join(f'{n} {status}' for status, n in counts.items())})"
+
+
+# --- the edition and the recipients ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditionPdf:
+    """A recorded edition's PDF in one language, read from disk and checked against the ledger."""
+
+    lang: str
+    path: Path
+    sha256: str
+    data: bytes
+
+
+def recorded_pdfs(history: History, report: Report, day: date, languages: Sequence[str]) -> dict[str, EditionPdf]:
+    """Each language's PDF from the newest successful run that wrote it; raise :class:`DeliveryError` otherwise.
+
+    Only a complete, recorded edition is sent: a PDF missing, or different from the recorded
+    digest (re-rendered by hand, half-copied, edited), is refused.
+    """
+    problems, found = [], {}
+    for lang in languages:
+        recorded = history.latest_pdf(report.id, day, lang)
+        if recorded is None:
+            problems.append(Problem(history.where, f"{report.id} {day.isoformat()}",
+                                    f"no successful render of the {lang} PDF of this edition is recorded: render it first"))
+            continue
+        run_id, artifact = recorded
+        path = Path(artifact.path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(str(path), "", f"cannot read the recorded PDF ({exc.strerror}): render it first"))
+            continue
+        if hashlib.sha256(data).hexdigest() != artifact.sha256:
+            problems.append(Problem(str(path), "", f"differs from the PDF recorded by run {run_id}: render it first"))
+        elif not data:
+            problems.append(Problem(str(path), "", "the recorded PDF is empty: render it first"))
+        else:
+            found[lang] = EditionPdf(lang, path, artifact.sha256, data)
+    if problems:
+        raise DeliveryError(problems)
+    return found
+
+
+def content_digest(project: Project, report: Report, lang: str, datasets: Sequence[Dataset]) -> str:
+    """A digest of what an edition says in ``lang``: its data and its texts, not its date.
+
+    The PDF itself differs from one edition to the next (it prints its date), so
+    ``send_if = "changed"`` compares this instead.
+    """
+    digest = hashlib.sha256()
+    for dataset in sorted(datasets, key=lambda d: d.name):
+        digest.update(f"{dataset.name}:{dataset.digest}\n".encode())
+    names = [report.template] + ([report.narrative.format(lang=lang)] if report.narrative else [])
+    for name in names:
+        digest.update(name.encode() + b"\0" + (project.templates_dir / name).read_bytes())
+    digest.update(i18n.CATALOGUES.joinpath(lang, "LC_MESSAGES", f"{i18n.DOMAIN}.po").read_bytes())
+    return digest.hexdigest()
+
+
+def select_recipients(project: Project, report: Report, to: Sequence[str] = ()) -> tuple[Recipient, ...]:
+    """The report's recipients, or only those named in ``to``; an unknown address is an error.
+
+    Ad-hoc addresses are refused so that a typo cannot mail a brief to a stranger; add the
+    address to reports.toml (with its language) instead.
+    """
+    if not to:
+        return report.recipients
+    by_address = {r.email.lower(): r for r in report.recipients}
+    unknown = [a for a in to if a.lower() not in by_address]
+    if unknown:
+        raise DeliveryError([Problem(str(project.path), f"reports.{report.id}.recipients",
+                                     f"{a} is not a recipient of this report") for a in unknown])
+    return tuple(by_address[a.lower()] for a in dict.fromkeys(a.lower() for a in to))
+
+
+# --- the stage -------------------------------------------------------------------------
+
+
+def deliver(
+    project: Project,
+    report: Report,
+    day: date,
+    history: History,
+    *,
+    now: Clock,
+    to: Sequence[str] = (),
+    force: bool = False,
+    outbox: Path | None = None,
+    smtp: SmtpSettings | None = None,
+    sleep: Sleep = time.sleep,
+) -> DeliveryResult:
+    """Email the recorded edition ``day`` of ``report`` to its recipients (or to ``to`` only).
+
+    Each recipient gets one message in their language, once: a recipient whose ledger row is
+    ``sent`` is skipped unless ``force``. With ``send_if = "changed"``, a recipient is skipped
+    when the PDF is the same as the last one sent in that language. With ``outbox``, every
+    selected recipient's message is written there as ``.eml`` instead, and nothing is recorded.
+    ``smtp`` defaults to :func:`smtp_settings` (the environment), read only if something is sent.
+
+    Raises :class:`DeliveryError` for what stops every message (no recorded edition, a PDF that
+    differs from the record, no sender, bad SMTP settings); a failure for one recipient is in
+    the result (``ok`` is False) and the ledger, and the others still get theirs.
+    """
+    recipients = select_recipients(project, report, to)
+    label = f"{report.id} {day.isoformat()}"
+    if not recipients:
+        log.info("%s: no recipients configured, nothing to send", label)
+        return DeliveryResult(report.id, day, ())
+    if not project.email.sender:
+        raise DeliveryError([Problem(str(project.path), "email.from", "not set: who the briefing is from")])
+    pdfs = recorded_pdfs(history, report, day, tuple(dict.fromkeys(r.lang for r in recipients)))
+
+    datasets = load_datasets(project, report)
+    contents = {lang: content_digest(project, report, lang, datasets) for lang in pdfs}
+    outcomes: dict[Recipient, Outcome] = {}
+    candidates: list[tuple[Recipient, int, bool]] = []  # recipient, earlier attempts, sent again over a sent row
+    for recipient in recipients:
+        if outbox is not None:
+            candidates.append((recipient, 0, False))
+            continue
+        previous = history.delivery(report.id, day, recipient.lang, recipient.email)
+        earlier = previous.attempts if previous else 0
+        was_sent = bool(previous and previous.status == SENT)
+        if was_sent and not force:
+            log.info("%s: %s already sent at %s, skipped", label, recipient.email, previous.updated_at)
+            outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {previous.updated_at}",
+                                          previous.attempts, previous.message_id)
+            continue
+        if report.send_if == "changed" and not force and not was_sent:
+            last = history.last_sent_content(report.id, recipient.lang, recipient.email, before=day)
+            if last == contents[recipient.lang]:
+                reason = "says the same as the last edition sent to this recipient"
+                log.info("%s: %s unchanged, not sent (the edition %s)", label, recipient.email, reason)
+                history.record_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
+                                        status=UNCHANGED, attempts=earlier, reply=reason, now=now(),
+                                        sha256=pdfs[recipient.lang].sha256, content=last)
+                outcomes[recipient] = Outcome(recipient, UNCHANGED, reason, earlier)
+                continue
+        candidates.append((recipient, earlier, force and was_sent))
+
+    to_send = candidates
+    if candidates and outbox is None:
+        smtp = smtp or smtp_settings()  # before anything is claimed: bad settings stop it all
+        to_send = []
+        for recipient, earlier, again in candidates:
+            held = history.claim_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
+                                          now=now(), force=force)
+            if held == "sending":
+                log.info("%s: %s is being sent by another process right now, skipped", label, recipient.email)
+                outcomes[recipient] = Outcome(recipient, IN_PROGRESS, "another process is sending it", earlier)
+            elif held == "sent":
+                outcomes[recipient] = Outcome(recipient, ALREADY_SENT, "sent by another process", earlier)
+            else:
+                if again:
+                    log.warning("%s: --force: sending again to %s", label, recipient.email)
+                to_send.append((recipient, earlier, again))
+
+    if to_send:
+        bodies = {lang: summarize(project, report, day, lang, datasets) for lang in dict.fromkeys(r.lang for r, _, _ in to_send)}
+        domain = sender_domain(project.email.sender)
+        letters: list[Letter] = []
+        for recipient, earlier, again in to_send:
+            pdf = pdfs[recipient.lang]
+            msgid = message_id(report, day, recipient, pdf.sha256, domain, forced=again)
+            data = compose(project, report, recipient, bodies[recipient.lang], pdf.data, now(), msgid).as_bytes()
+            letter = Letter(recipient, msgid, data, pdf.sha256, earlier, again, contents[recipient.lang])
+            if len(data) > project.email.max_bytes:
+                letter.status = FAILED
+                letter.reply = (f"the message is {len(data) / 1048576:.1f} MB ({len(data)} bytes), over the limit of "
+                                f"{project.email.max_bytes} bytes ([email] max_size)")
+                log.error("%s: not sent to %s: %s", label, recipient.email, letter.reply)
+                if outbox is None:
+                    _record(history, report, day, letter, now)
+                outcomes[recipient] = _outcome(letter)
+            else:
+                letters.append(letter)
+        if outbox is not None:
+            outcomes.update(_write_outbox(letters, report, day, outbox, label))
+        elif letters:
+            log.info("%s: sending %d message(s) through %s", label, len(letters), smtp)
+            send(letters, project, smtp, sleep, lambda letter: _record(history, report, day, letter, now), label)
+            outcomes.update((letter.recipient, _outcome(letter)) for letter in letters)
+
+    result = DeliveryResult(report.id, day, tuple(outcomes[r] for r in recipients))
+    (log.info if result.ok else log.error)("%s: %s", label, result.summary)
+    return result
+
+
+def _outcome(letter: Letter) -> Outcome:
+    return Outcome(letter.recipient, letter.status, letter.reply, letter.attempts, letter.message_id, forced=letter.forced)
+
+
+def _record(history: History, report: Report, day: date, letter: Letter, now: Clock) -> None:
+    if letter.forced and letter.status != SENT:
+        # The recipient has an earlier copy; the ledger keeps saying so. The failure is logged.
+        history.release_delivery(report.id, day, letter.recipient.lang, letter.recipient.email)
+        return
+    history.record_delivery(
+        report.id, day, letter.recipient.lang, letter.recipient.email, kind=letter.recipient.kind,
+        status=letter.status, attempts=letter.previous_attempts + letter.attempts, reply=letter.reply or None,
+        now=now(), message_id=letter.message_id, sha256=letter.sha256, forced=letter.forced, content=letter.content,
+    )
+
+
+def _write_outbox(letters: list[Letter], report: Report, day: date, outbox: Path, label: str) -> dict[Recipient, Outcome]:
+    files = {outbox / outbox_name(report.id, day, l.recipient.lang, l.recipient.email): l for l in letters}
+    write_atomically({path: letter.data for path, letter in files.items()})
+    outcomes = {}
+    for path, letter in files.items():
+        log.info("%s: wrote the message to %s to %s (not sent)", label, letter.recipient.email, path)
+        outcomes[letter.recipient] = Outcome(letter.recipient, WRITTEN, str(path), 0, letter.message_id, path)
+    return outcomes
+
+
+def deliver_scheduled(project: Project, report: Report, day: date, history: History, *, now: Clock,
+                      sleep: Sleep = time.sleep) -> DeliveryResult | None:
+    """For the scheduler, after a successful render: :func:`deliver`, with errors logged, not raised.
+
+    A report without recipients is left alone. Anything that stops the delivery (no SMTP
+    settings, a PDF that changed since it was recorded) is logged as an error and returns None;
+    failures per recipient are in the ledger, so the next run or ``reporter send`` retries them.
+    """
+    if not report.recipients:
+        return None
+    try:
+        return deliver(project, report, day, history, now=now, sleep=sleep)
+    except ReporterError as exc:
+        for problem in exc.problems:
+            log.error("%s %s: not delivered: %s", report.id, day.isoformat(), problem)
+    except Exception:  # noqa: BLE001 - a bug in delivery must not stop the scheduler or other reports
+        log.exception("%s %s: delivery failed", report.id, day.isoformat())
+    return None
+

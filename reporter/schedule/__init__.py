@@ -1,0 +1,1 @@
+"""Scheduling: which slots are due (plan), the service that runs them, one scheduler per state (lock)."""

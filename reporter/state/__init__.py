@@ -1,0 +1,1 @@
+"""What reporter remembers: the history of runs, slots and deliveries."""
