@@ -26,18 +26,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Babel's tools: extract strings from code and templates, merge into each catalogue, compile to check.
+# Babel's tools, for the theme's own strings (the package's layout and code): extract, merge into
+# each catalogue, compile to check. A project's strings are reporter's job: `reporter i18n`.
 i18n: setup
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1,2 -k _ -k gettext -k ngettext:1,2 \
-	  --no-location --sort-output --project reporter -o reporter/pipeline/locale/messages.pot reporter templates
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ -k gettext -k ngettext:1,2 \
+	  --no-location --sort-output --project reporter -o reporter/theme/locale/messages.pot reporter
 	for lang in $(LOCALES); do \
-	  if [ -f reporter/pipeline/locale/$$lang/LC_MESSAGES/messages.po ]; then \
-	    $(BIN)/pybabel update --no-fuzzy-matching -i reporter/pipeline/locale/messages.pot -d reporter/pipeline/locale -l $$lang; \
+	  if [ -f reporter/theme/locale/$$lang/LC_MESSAGES/messages.po ]; then \
+	    $(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i reporter/theme/locale/messages.pot -d reporter/theme/locale -l $$lang; \
 	  else \
-	    $(BIN)/pybabel init -i reporter/pipeline/locale/messages.pot -d reporter/pipeline/locale -l $$lang; \
+	    $(BIN)/pybabel init -i reporter/theme/locale/messages.pot -d reporter/theme/locale -l $$lang; \
 	  fi; \
 	done
-	$(BIN)/pybabel compile --statistics -d reporter/pipeline/locale
+	$(BIN)/pybabel compile --statistics -d reporter/theme/locale
 
 bench: setup
 	$(BIN)/python benchmarks/render_bench.py

@@ -274,12 +274,65 @@ def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int
 @click.pass_context
 @_handles_errors
 def validate(ctx: click.Context) -> None:
-    """Check config, datasets, templates and catalogues; list every problem."""
+    """Check config, datasets, templates and catalogues; list every problem.
+
+    Also finds what a render would lose silently: charts and tables never placed, sections
+    empty in a language, untranslated strings. Warnings (a dataset no report uses, a chart
+    whose numbers cite no source) do not fail it.
+    """
     from .pipeline.validate import validate_project  # noqa: PLC0415
 
     project = _project(ctx)
-    validate_project(project)
+    for warning in validate_project(project):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"ok: {len(project.reports)} report(s) in {project.path}")
+
+
+@main.command()
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@_handles_errors
+def init(folder: str) -> None:
+    """Create a project in DIR: reports.toml, data/, templates/ and a .gitignore."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from .scaffold import init as create  # noqa: PLC0415
+
+    for path in create(Path(folder)):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("report_id", metavar="REPORT")
+@click.option("--lang", "languages", default="ru,en", show_default=True,
+              help="The report's languages, comma-separated.")
+@click.option("--timezone", help="The report's time zone (default: that of the project's other reports, or UTC).")
+@click.pass_context
+@_handles_errors
+def new(ctx: click.Context, report_id: str, languages: str, timezone: str | None) -> None:
+    """Add a working report REPORT to this project: data, narratives and its reports.toml table.
+
+    It validates and renders at once; then replace its data and text with yours.
+    """
+    from .config import config_path  # noqa: PLC0415
+    from .scaffold import new_report  # noqa: PLC0415
+
+    for path in new_report(config_path(ctx.obj["config"]).resolve(), report_id, _csv_option(languages) or (), timezone):
+        click.echo(str(path))
+
+
+@main.command("i18n")
+@click.pass_context
+@_handles_errors
+def i18n_command(ctx: click.Context) -> None:
+    """Extract your templates' interface strings and update each language's catalogue.
+
+    Writes locale/messages.pot and locale/<lang>/LC_MESSAGES/messages.po in the project, for
+    every language of its reports, and says how many strings still need a translation.
+    """
+    from .pipeline.catalogues import update  # noqa: PLC0415
+
+    for line in update(_project(ctx)):
+        click.echo(line)
 
 
 def _deliver(ctx: click.Context, project, report, when, history, **options: Any) -> None:

@@ -57,25 +57,64 @@ def valid_address(text: str) -> bool:
     except (HeaderParseError, ValueError, IndexError):
         return False
     return True
-CHART_KINDS = ("series", "shares", "timeline")
-REPORT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-LANG = re.compile(r"^[a-z]{2,3}$")
+CHART_KINDS = ("bars", "series", "compare", "shares", "timeline")
+# Whole-string rules (fullmatch): "weekly\n" is not an id, and an id never names a path.
+REPORT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
+DATASET_ID = REPORT_ID
+SECTION_ID = re.compile(r"[a-z][a-z0-9_]*")
+LANG = re.compile(r"[a-z]{2,3}")
+RESERVED_BLOCKS = ("summary",)
+"""Narrative blocks the layout places itself; a section may not take these ids."""
 
 
 @dataclass(frozen=True)
 class ChartSpec:
-    """One chart of a report: what to draw (``kind``) from which data, with a title per language."""
+    """One chart of a report: what to draw (``kind``) from which data, with a title per language.
+
+    Data comes either from facts (``facts``: ids, or pairs of ids for ``compare``) or from rows of
+    a resource (``resource`` with the columns each kind names). See the README for every kind.
+    """
 
     id: str
     kind: str
     title: dict[str, str]
-    dataset: str
     resource: str = ""
+    facts: tuple = ()
+    label: str = ""
+    value: str = ""
     x: str = ""
     y: str = ""
+    before: str = ""
+    after: str = ""
+    periods: tuple[str, ...] = ()
     unit: str = ""
-    highlight: Any = None
-    facts: tuple[str, ...] = ()
+    highlight: tuple = ()
+    direction: str = "horizontal"
+    style: str = "bars"
+    key: str = "id"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of rows from a resource, with the columns and headings per language that it shows."""
+
+    id: str
+    resource: str
+    columns: tuple[str, ...]
+    headers: dict[str, tuple[str, ...]]
+    title: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A section of a report: its id (the narrative's block), heading per language, what it places."""
+
+    id: str
+    title: dict[str, str]
+    charts: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,24 +142,32 @@ class EmailSettings:
 
 @dataclass(frozen=True)
 class Report:
-    """One report as configured under ``[reports.<id>]``."""
+    """One report as configured under ``[reports.<id>]``: its shape (sections, charts, tables,
+    key figures) is data here, so a new brief needs no Python and no layout of its own."""
 
     id: str
     title: dict[str, str]
     datasets: tuple[str, ...]
-    template: str
+    layout: str
     narrative: str
     languages: tuple[str, ...]
     formats: tuple[str, ...]
     timezone: ZoneInfo
     schedule: str | None
+    sections: tuple[SectionSpec, ...] = ()
     charts: tuple[ChartSpec, ...] = ()
+    tables: tuple[TableSpec, ...] = ()
+    key_figures: tuple[str, ...] | None = None  # None: every fact, in file order
+    timeline: bool = True
     catch_up: str = "latest"
     grace_seconds: float = 6 * 3600
     timeout_seconds: float = 600
     short_title: dict[str, str] = field(default_factory=dict)
     recipients: tuple[Recipient, ...] = ()
     send_if: str = "always"
+
+    def narrative_for(self, lang: str) -> str:
+        return self.narrative.replace("{lang}", lang)
 
 
 @dataclass(frozen=True)
@@ -133,6 +180,7 @@ class Project:
     templates_dir: Path
     output_dir: Path
     reports: dict[str, Report] = field(default_factory=dict)
+    locale_dir: Path | None = None
     locales: dict[str, str] = field(default_factory=dict)
     state_path: Path | None = None
     workers: int = 0
@@ -208,7 +256,7 @@ class _Checker:
         if not isinstance(value, str) or not value.strip():
             self.problem(key, f"expected a non-empty string, got {_kind(value)}")
             return None
-        if pattern and not pattern.match(value):
+        if pattern and not pattern.fullmatch(value):
             self.problem(key, f"{value!r} does not match {pattern.pattern}")
             return None
         return value
@@ -247,14 +295,25 @@ def _kind(value: Any) -> str:
 
 
 REPORT_KEYS = {
-    "title", "datasets", "template", "narrative", "languages", "formats", "timezone",
-    "schedule", "charts", "catch_up", "grace", "timeout", "short_title", "recipients",
-    "recipients_file", "send_if",
+    "title", "datasets", "layout", "narrative", "languages", "formats", "timezone",
+    "schedule", "sections", "charts", "tables", "key_figures", "timeline", "catch_up", "grace",
+    "timeout", "short_title", "recipients", "recipients_file", "send_if",
 }
-PROJECT_KEYS = {"data", "templates", "output", "locales", "state", "workers", "max_tasks_per_worker"}
+PROJECT_KEYS = {"data", "templates", "output", "locale", "locales", "state", "workers", "max_tasks_per_worker"}
 EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff"}
 RECIPIENT_KEYS = {"email", "name", "lang", "kind"}
-CHART_KEYS = {"kind", "title", "dataset", "resource", "x", "y", "unit", "highlight", "facts"}
+SECTION_KEYS = {"id", "title", "charts", "tables"}
+TABLE_KEYS = {"resource", "columns", "headers", "title", "units", "where"}
+# What each chart kind reads; anything else under a chart of that kind is an unknown key.
+CHART_COMMON = {"kind", "title", "unit", "highlight"}
+CHART_KINDS_KEYS = {
+    "bars": ({"facts", "resource", "label", "value", "direction", "key"}, ("facts", ("resource", "label", "value"))),
+    "series": ({"resource", "x", "y", "style"}, (("resource", "x", "y"),)),
+    "compare": ({"facts", "resource", "label", "before", "after", "periods", "direction", "key"},
+                ("facts", ("resource", "label", "before", "after"))),
+    "shares": ({"facts", "resource", "label", "value", "key"}, ("facts", ("resource", "label", "value"))),
+    "timeline": ({"resource"}, ()),
+}
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Project:
@@ -283,19 +342,20 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
         return (root / value).resolve()
 
     data_dir, templates_dir, output_dir = folder("data", "data"), folder("templates", "templates"), folder("output", "output")
+    locale_dir = folder("locale", "locale")
     for key, where in (("data", data_dir), ("templates", templates_dir)):
         if not where.is_dir():
             check.problem(f"project.{key}", f"folder {where} does not exist")
 
     locales = {}
     for lang, value in check.mapping(folders.get("locales", {}), "project.locales").items():
-        if locale_id := check.string(value, f"project.locales.{lang}", re.compile(r"^[a-z]{2,3}(_[A-Za-z0-9]+)*$")):
+        if locale_id := check.string(value, f"project.locales.{lang}", re.compile(r"[a-z]{2,3}(_[A-Za-z0-9]+)*")):
             locales[lang] = locale_id
 
     reports: dict[str, Report] = {}
     for report_id, table in check.mapping(top.get("reports", {}), "reports").items():
         key = f"reports.{report_id}"
-        if not REPORT_ID.match(report_id):
+        if not REPORT_ID.fullmatch(report_id):
             check.problem(key, "a report id is lower-case letters, digits, '-' and '_'")
             continue
         report = _report(check, key, report_id, table, data_dir, templates_dir)
@@ -314,7 +374,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
     email = _email(check, top.get("email", {}), root, _declared_languages(top.get("reports")))
     if check.problems:
         raise ConfigError(check.problems)
-    return Project(path, root, data_dir, templates_dir, output_dir, reports, locales,
+    return Project(path, root, data_dir, templates_dir, output_dir, reports, locale_dir, locales,
                    state_path=state_path, workers=workers, max_tasks_per_worker=max_tasks, email=email)
 
 
@@ -362,39 +422,54 @@ def _addr_spec(text: str) -> str:
     return parseaddr(text)[1] if "<" in text else text
 
 
+def _relative_template(check: _Checker, value: Any, where: str) -> str | None:
+    """A template name: relative, inside the templates folder (no ``..``, no absolute path)."""
+    name = check.string(value, where)
+    if name and (name.startswith("/") or ".." in Path(name).parts or "\\" in name):
+        return check.problem(where, f"{name!r} must be a path inside the templates folder, like 'brief/narrative.{{lang}}.html.j2'")
+    return name
+
+
 def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path, templates_dir: Path) -> Report | None:
+    from .theme import LAYOUT, search_path  # noqa: PLC0415
+
     before = len(check.problems)
-    table = check.table(raw, key, REPORT_KEYS, {"title", "datasets", "template", "languages", "timezone"})
+    table = check.table(raw, key, REPORT_KEYS, {"title", "datasets", "languages", "timezone"})
     if not table:
         return None
 
     def language(lang: str, where: str) -> str | None:
-        return lang if LANG.match(lang) else check.problem(where, f"{lang!r} is not a language code like 'ru'")
+        return lang if LANG.fullmatch(lang) else check.problem(where, f"{lang!r} is not a language code like 'ru'")
 
     def fmt(value: str, where: str) -> str | None:
         return value if value in FORMATS else check.problem(where, f"{value!r} is not one of {', '.join(FORMATS)}")
 
     def dataset(name: str, where: str) -> str | None:
+        if not DATASET_ID.fullmatch(name):
+            return check.problem(where, f"{name!r} is not a dataset id: name a folder under {data_dir} "
+                                 "(lower-case letters, digits, '-' and '_')")
         if not (data_dir / name / "datapackage.json").is_file():
             return check.problem(where, f"no dataset {name!r}: {data_dir / name / 'datapackage.json'} is missing")
         return name
+
+    def exists(name: str) -> bool:
+        return any((root / name).is_file() for root in search_path(templates_dir))
 
     languages = check.strings(table.get("languages"), f"{key}.languages", language)
     title = check.per_language(table.get("title"), f"{key}.title", languages)
     datasets = check.strings(table.get("datasets"), f"{key}.datasets", dataset)
     formats = check.strings(table.get("formats", list(FORMATS)), f"{key}.formats", fmt)
-    template = check.string(table.get("template"), f"{key}.template")
-    if template and not (templates_dir / template).is_file():
-        check.problem(f"{key}.template", f"template {templates_dir / template} does not exist")
-    narrative = table.get("narrative", "")
-    if narrative:
-        narrative = check.string(narrative, f"{key}.narrative") or ""
-        if narrative and "{lang}" not in narrative:
-            check.problem(f"{key}.narrative", "must contain '{lang}', e.g. 'kz-us/narrative.{lang}.html.j2'")
-        elif narrative:
-            for lang in languages:
-                if not (templates_dir / narrative.format(lang=lang)).is_file():
-                    check.problem(f"{key}.narrative", f"template {templates_dir / narrative.format(lang=lang)} does not exist")
+    layout = _relative_template(check, table.get("layout", LAYOUT), f"{key}.layout") or ""
+    if layout and not exists(layout):
+        check.problem(f"{key}.layout", f"template {templates_dir / layout} does not exist")
+    narrative = _relative_template(check, table.get("narrative", f"{report_id}/narrative.{{lang}}.html.j2"),
+                                   f"{key}.narrative") or ""
+    if narrative and "{lang}" not in narrative:
+        check.problem(f"{key}.narrative", "must contain '{lang}', e.g. 'brief/narrative.{lang}.html.j2'")
+    elif narrative:
+        for lang in languages:
+            if not (templates_dir / narrative.replace("{lang}", lang)).is_file():
+                check.problem(f"{key}.narrative", f"no {lang} narrative: {templates_dir / narrative.replace('{lang}', lang)} does not exist")
     zone = None
     if tz_name := check.string(table.get("timezone"), f"{key}.timezone"):
         try:
@@ -412,8 +487,23 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
                 check.problem(f"{key}.schedule", str(exc))
     charts = tuple(
         chart for chart_id, spec in check.mapping(table.get("charts", {}), f"{key}.charts").items()
-        if (chart := _chart(check, f"{key}.charts.{chart_id}", chart_id, spec, languages, datasets))
+        if (chart := _chart(check, f"{key}.charts.{chart_id}", chart_id, spec, languages))
     )
+    tables = tuple(
+        item for table_id, spec in check.mapping(table.get("tables", {}), f"{key}.tables").items()
+        if (item := _table(check, f"{key}.tables.{table_id}", table_id, spec, languages))
+    )
+    sections = _sections(check, key, table.get("sections", []), languages, {c.id for c in charts}, {t.id for t in tables})
+    key_figures = None
+    if "key_figures" in table:
+        raw_figures = table["key_figures"]
+        if raw_figures == []:
+            key_figures = ()
+        else:
+            key_figures = check.strings(raw_figures, f"{key}.key_figures", lambda v, w: v)
+    timeline = table.get("timeline", True)
+    if not isinstance(timeline, bool):
+        check.problem(f"{key}.timeline", "expected true or false (show the events' timeline when there are events)")
     catch_up = table.get("catch_up", "latest")
     if catch_up not in CATCH_UP:
         check.problem(f"{key}.catch_up", f"{catch_up!r} is not one of {', '.join(CATCH_UP)}")
@@ -427,11 +517,63 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     if len(check.problems) > before:
         return None
     return Report(
-        id=report_id, title=title, datasets=datasets, template=template or "", narrative=narrative,
-        languages=languages, formats=formats, timezone=zone, schedule=schedule, charts=charts,
+        id=report_id, title=title, datasets=datasets, layout=layout, narrative=narrative,
+        languages=languages, formats=formats, timezone=zone, schedule=schedule, sections=sections,
+        charts=charts, tables=tables, key_figures=key_figures, timeline=timeline,
         catch_up=catch_up, grace_seconds=durations["grace"], timeout_seconds=durations["timeout"],
         short_title=short_title, recipients=recipients, send_if=send_if,
     )
+
+
+def _sections(check: _Checker, key: str, raw: Any, languages: tuple[str, ...], charts: set[str],
+              tables: set[str]) -> tuple[SectionSpec, ...]:
+    if not isinstance(raw, list):
+        check.problem(f"{key}.sections", "expected a list of tables ([[reports.ID.sections]])")
+        return ()
+    out: list[SectionSpec] = []
+    for index, item in enumerate(raw):
+        where = f"{key}.sections[{index}]"
+        item = check.table(item, where, SECTION_KEYS, {"id", "title"})
+        if not item:
+            continue
+        section_id = check.string(item.get("id"), f"{where}.id", SECTION_ID)
+        if section_id in RESERVED_BLOCKS:
+            check.problem(f"{where}.id", f"{section_id!r} is placed by the layout itself; choose another id")
+            continue
+        if section_id and section_id in {s.id for s in out}:
+            check.problem(f"{where}.id", f"section {section_id!r} is declared twice")
+            continue
+        title = check.per_language(item.get("title"), f"{where}.title", languages)
+        placed = {}
+        for name, known in (("charts", charts), ("tables", tables)):
+            placed[name] = check.strings(item[name], f"{where}.{name}", lambda v, w, known=known, name=name: v if v in known else
+                                         check.problem(w, f"no {name[:-1]} {v!r} is declared (declared: {', '.join(sorted(known)) or 'none'})")) \
+                if name in item else ()
+        if section_id:
+            out.append(SectionSpec(section_id, title, placed["charts"], placed["tables"]))
+    return tuple(out)
+
+
+def _table(check: _Checker, key: str, table_id: str, raw: Any, languages: tuple[str, ...]) -> TableSpec | None:
+    table = check.table(raw, key, TABLE_KEYS, {"resource", "columns", "headers"})
+    if not table:
+        return None
+    resource = check.string(table.get("resource"), f"{key}.resource") or ""
+    columns = check.strings(table.get("columns"), f"{key}.columns", lambda v, w: v)
+    headers: dict[str, tuple[str, ...]] = {}
+    for lang, value in check.table(table.get("headers"), f"{key}.headers", set(languages), set(languages)).items():
+        names = check.strings(value, f"{key}.headers.{lang}", lambda v, w: v)
+        if names and len(names) != len(columns):
+            check.problem(f"{key}.headers.{lang}", f"{len(names)} headings for {len(columns)} columns")
+        headers[lang] = names
+    title = check.per_language(table["title"], f"{key}.title", languages) if "title" in table else {}
+    units = check.mapping(table.get("units", {}), f"{key}.units")
+    for column, unit in units.items():
+        if column not in columns:
+            check.problem(f"{key}.units.{column}", f"{column!r} is not one of the table's columns")
+        check.string(unit, f"{key}.units.{column}")
+    where = check.mapping(table.get("where", {}), f"{key}.where")
+    return TableSpec(table_id, resource, columns, headers, title, dict(units), dict(where))
 
 
 def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ...]) -> tuple[Recipient, ...]:
@@ -490,22 +632,42 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
     return tuple(out)
 
 
-def _chart(check: _Checker, key: str, chart_id: str, raw: Any, languages: tuple[str, ...], datasets: tuple[str, ...]) -> ChartSpec | None:
-    table = check.table(raw, key, CHART_KEYS, {"kind", "title"})
-    if not table:
+def _chart(check: _Checker, key: str, chart_id: str, raw: Any, languages: tuple[str, ...]) -> ChartSpec | None:
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind not in CHART_KINDS_KEYS:
+        if isinstance(raw, dict):
+            check.problem(f"{key}.kind", f"{kind!r} is not one of {', '.join(CHART_KINDS)}" if kind else "missing required key")
+        else:
+            check.table(raw, key, set())
         return None
-    kind = check.string(table.get("kind"), f"{key}.kind")
-    if kind and kind not in CHART_KINDS:
-        check.problem(f"{key}.kind", f"{kind!r} is not one of {', '.join(CHART_KINDS)}")
+    own, sources = CHART_KINDS_KEYS[kind]
+    table = check.table(raw, key, CHART_COMMON | own, {"kind", "title"})
     title = check.per_language(table.get("title"), f"{key}.title", languages)
-    dataset = table.get("dataset", datasets[0] if datasets else "")
-    if dataset not in datasets:
-        check.problem(f"{key}.dataset", f"{dataset!r} is not one of the report's datasets")
-    needs = {"series": ("resource", "x", "y"), "shares": ("facts",), "timeline": ("resource",)}.get(kind or "", ())
-    for name in needs:
-        if name not in table:
-            check.problem(f"{key}.{name}", f"missing required key for a {kind} chart")
-    strings = {name: check.string(table[name], f"{key}.{name}") or "" for name in ("resource", "x", "y", "unit") if name in table}
-    facts = check.strings(table["facts"], f"{key}.facts", lambda v, w: v) if "facts" in table else ()
-    return ChartSpec(id=chart_id, kind=kind or "", title=title, dataset=dataset, facts=facts,
-                     highlight=table.get("highlight"), **strings)
+    if sources and not any(all(k in table for k in ((s,) if isinstance(s, str) else s)) for s in sources):
+        ways = " or ".join(f"'{s}'" if isinstance(s, str) else "+".join(f"'{k}'" for k in s) for s in sources)
+        check.problem(key, f"a {kind} chart needs {ways}")
+    strings = {name: check.string(table[name], f"{key}.{name}") or "" for name in
+               ("resource", "label", "value", "x", "y", "before", "after", "unit", "direction", "style", "key") if name in table}
+    if strings.get("direction", "horizontal") not in ("horizontal", "vertical"):
+        check.problem(f"{key}.direction", "expected 'horizontal' or 'vertical'")
+    if strings.get("style", "bars") not in ("bars", "line"):
+        check.problem(f"{key}.style", "expected 'bars' or 'line'")
+    facts: tuple = ()
+    if "facts" in table:
+        if kind == "compare":
+            raw_pairs = table["facts"]
+            if not isinstance(raw_pairs, list) or not raw_pairs or not all(
+                    isinstance(p, list) and len(p) == 2 and all(isinstance(i, str) for i in p) for p in raw_pairs):
+                check.problem(f"{key}.facts", "expected pairs of fact ids, earlier then later: [[\"a_2020\", \"a_2024\"], ...]")
+            else:
+                facts = tuple(tuple(p) for p in raw_pairs)
+        else:
+            facts = check.strings(table["facts"], f"{key}.facts", lambda v, w: v)
+    periods = check.strings(table["periods"], f"{key}.periods", lambda v, w: v) if "periods" in table else ()
+    if periods and len(periods) != 2:
+        check.problem(f"{key}.periods", "expected two labels: the earlier period, then the later")
+    highlight = table.get("highlight", ())
+    highlight = tuple(highlight) if isinstance(highlight, list) else (highlight,) if highlight != () else ()
+    if kind == "timeline":
+        strings.setdefault("resource", "events")
+    return ChartSpec(id=chart_id, kind=kind, title=title, facts=facts, periods=periods, highlight=highlight, **strings)

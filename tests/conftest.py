@@ -1,9 +1,12 @@
-"""Shared fixtures: the repository's paths, a CLI runner, project copies, one rendered edition."""
+"""Shared fixtures: a CLI runner, projects built in temp folders, one rendered edition.
+
+No test reads the shipped reports.toml or data/: projects come from tests/projects.py, so the
+shipped project can gain reports and data without breaking the suite.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import unicodedata
@@ -12,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from projects import make_project, report_block, with_recipients
+
 ROOT = Path(__file__).resolve().parents[1]
 EDITION = "2025-11-05"
+REPORT = "brief"
 
 
 @dataclass
@@ -24,65 +30,58 @@ class Result:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Result:
-    """Run ``python -m reporter ARGS`` as a user would, and return what it printed."""
+    """Run ``python -m reporter ARGS`` as a user would, and return what it printed.
+
+    It runs in a temp folder unless told otherwise, so that a command without ``--config``
+    can never find (or write into) the repository's own project.
+    """
     proc = subprocess.run(
         [sys.executable, "-m", "reporter", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=cwd or ROOT, env={**os.environ, **(env or {})},
+        cwd=cwd or _neutral_cwd(), env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def _neutral_cwd() -> Path:
+    folder = Path(os.environ.get("REPORTER_TEST_CWD", "/tmp")) / "reporter-tests-cwd"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def normalise(text: str) -> str:
-    """PDF text as a reader compares it: no-break spaces as spaces, hyphenation marks removed."""
+    """PDF text as a reader compares it: no-break spaces as spaces, hyphenation marks and
+    invisible joiners removed."""
     text = text.replace("\u00a0", " ").replace("\u202f", " ").replace("\u2010", "-")
+    text = text.replace("\u2060", "").replace("\u200b", "")
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def write_project(folder: Path, *, data: Path | None = None, templates: Path | None = None,
-                  project_extra: str = "", append: str = "") -> Path:
-    """The shipped reports.toml, copied into ``folder`` with its [project] paths pointing at
-    the repository's data and templates (or the given copies) and output and state in ``folder``."""
-    lines = (ROOT / "reports.toml").read_text(encoding="utf-8").splitlines()
-    start = lines.index("[project]")
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("["))
-    project = [
-        "[project]",
-        f'data = "{data or ROOT / "data"}"',
-        f'templates = "{templates or ROOT / "templates"}"',
-        f'output = "{folder / "output"}"',
-        f'state = "{folder / "state" / "history.sqlite"}"',
-        'locales = { en = "en_GB" }',
-        project_extra,
-        "",
-    ]
-    path = folder / "reports.toml"
-    path.write_text("\n".join(lines[:start] + project + lines[end:]) + "\n" + append, encoding="utf-8")
-    return path
+def write_project(folder: Path, *, recipients: bool = True, extra: str = "", project_extra: str = "",
+                  languages: str = '["ru", "en"]', formats: str = '["pdf", "html"]') -> Path:
+    """The test project with one report, ``brief``, its three recipients and [email] settings."""
+    block = report_block(REPORT, languages=languages, formats=formats, extra=extra)
+    return make_project(folder, [block + (with_recipients(REPORT) if recipients else "")], email=recipients,
+                        project_extra=project_extra)
 
 
 def earlier_edition(folder: Path) -> Path:
     """An edition already on disk for EDITION, which a failed render must leave untouched."""
-    edition = folder / "output" / "kz-us" / EDITION
+    edition = folder / "output" / REPORT / EDITION
     edition.mkdir(parents=True)
-    (edition / "kz-us.ru.pdf").write_bytes(b"%PDF earlier edition")
+    (edition / f"{REPORT}.ru.pdf").write_bytes(b"%PDF earlier edition")
     return edition
 
 
 def assert_untouched(edition: Path) -> None:
-    assert sorted(p.name for p in edition.iterdir()) == ["kz-us.ru.pdf"]
-    assert (edition / "kz-us.ru.pdf").read_bytes() == b"%PDF earlier edition"
-
-
-def copy_data(folder: Path) -> Path:
-    target = folder / "data"
-    shutil.copytree(ROOT / "data", target)
-    return target
+    assert sorted(p.name for p in edition.iterdir()) == [f"{REPORT}.ru.pdf"]
+    assert (edition / f"{REPORT}.ru.pdf").read_bytes() == b"%PDF earlier edition"
 
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped brief rendered once through the CLI, both languages and formats."""
-    out = tmp_path_factory.mktemp("rendered")
-    result = run_cli("render", "kz-us", "--date", EDITION, "--output", str(out))
+    """The test brief rendered once through the CLI, both languages and formats."""
+    folder = tmp_path_factory.mktemp("rendered")
+    config = write_project(folder)
+    result = run_cli("--config", str(config), "render", REPORT, "--date", EDITION)
     assert result.returncode == 0, result.stderr
-    return out / "kz-us" / EDITION
+    return folder / "output" / REPORT / EDITION

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 from conftest import ROOT
 
 PACKAGE = ROOT / "reporter"
 LAYERS = [
-    {"errors", "liveness", "log", "cron"},
+    {"errors", "liveness", "log", "cron", "theme"},
     {"config"},
     {"pipeline"},
     {"state"},
@@ -93,3 +92,15 @@ def test_no_import_cycles_between_modules() -> None:
     # A package's __init__ importing its own submodule, and that submodule importing names
     # from its package, is Python's normal shape for re-exports; anything else is a cycle.
     assert [c for c in cycles if not re.fullmatch(r"(reporter\.\w+) -> \1\.\w+ -> \1", c)] == []
+
+
+def test_the_package_knows_no_report() -> None:
+    # The first brief lives in reports.toml, data/ and templates/ like any user's brief.
+    words = re.compile(r"kz-us|uranium|diplomacy|kazakhstan|c5\+1|казахстан|уран", re.IGNORECASE)
+    hits = []
+    for path in PACKAGE.rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".j2", ".html", ".css", ".po", ".pot", ".toml", ".csv", ".json"):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if words.search(line):
+                    hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
+    assert hits == []

@@ -6,17 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, write_project
+from conftest import run_cli, write_project
+from projects import write_dataset, write_templates
 from reporter import config
 from reporter.errors import ConfigError
 
 
-def test_shipped_config_loads() -> None:
-    project = config.load(ROOT / "reports.toml")
-    report = project.report("kz-us")
+def test_a_report_declares_its_shape(tmp_path: Path) -> None:
+    project = config.load(write_project(tmp_path))
+    report = project.report("brief")
     assert report.languages == ("ru", "en")
     assert report.timezone.key == "Asia/Almaty"
-    assert [c.id for c in report.charts] == ["production", "shares", "timeline"]
+    assert [s.id for s in report.sections] == ["overview", "partners"]
+    assert report.sections[1].charts == ("change",) and report.sections[1].tables == ("partners",)
+    assert [c.id for c in report.charts] == ["output", "partners", "change", "timeline"]
+    assert report.layout == "brief.html.j2" and report.key_figures is None
     assert project.locale_of("en") == "en_GB"
 
 
@@ -28,14 +32,17 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-GOOD = f'''
-[project]
-data = "{ROOT / 'data'}"
-templates = "{ROOT / 'templates'}"
+@pytest.fixture(autouse=True)
+def _inputs(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "data")
+    write_templates(tmp_path / "templates")
+
+
+GOOD = '''
 [reports.r]
-title = {{ en = "T" }}
-datasets = ["kz-us"]
-template = "brief.html.j2"
+title = { en = "T" }
+datasets = ["brief"]
+narrative = "brief/narrative.{lang}.html.j2"
 languages = ["en"]
 timezone = "Europe/London"
 '''
@@ -59,10 +66,43 @@ grace = "6 hours"'''))
     assert all(p.startswith(str(tmp_path / "reports.toml")) for p in problems)
 
 
-def test_missing_dataset_and_template(tmp_path: Path) -> None:
-    text = "\n".join(_problems(tmp_path, GOOD.replace('"kz-us"', '"nope"').replace("brief.html.j2", "gone.j2")))
+def test_missing_dataset_layout_and_narrative(tmp_path: Path) -> None:
+    text = "\n".join(_problems(tmp_path, GOOD.replace('["brief"]', '["nope"]').replace("brief/narrative", "gone/narrative")
+                               + 'layout = "gone.j2"\n'))
     assert "reports.r.datasets[0]: no dataset 'nope'" in text
-    assert "reports.r.template: template" in text and "gone.j2 does not exist" in text
+    assert "reports.r.layout: template" in text and "gone.j2 does not exist" in text
+    assert "reports.r.narrative: no en narrative:" in text and "gone/narrative.en.html.j2 does not exist" in text
+
+
+def test_sections_charts_and_tables_are_checked(tmp_path: Path) -> None:
+    text = "\n".join(_problems(tmp_path, GOOD + '''
+[[reports.r.sections]]
+id = "summary"
+title = { en = "S" }
+[[reports.r.sections]]
+id = "a"
+title = { en = "A" }
+charts = ["nothing"]
+[[reports.r.sections]]
+id = "a"
+title = { en = "again" }
+[reports.r.charts.c]
+kind = "pie"
+title = { en = "C" }
+[reports.r.charts.d]
+kind = "bars"
+title = { en = "D" }
+[reports.r.tables.t]
+resource = "facts"
+columns = ["id", "value"]
+headers = { en = ["Id"] }
+'''))
+    assert "reports.r.sections[0].id: 'summary' is placed by the layout itself" in text
+    assert "reports.r.sections[1].charts[0]: no chart 'nothing' is declared" in text
+    assert "reports.r.sections[2].id: section 'a' is declared twice" in text
+    assert "reports.r.charts.c.kind: 'pie' is not one of bars, series, compare, shares, timeline" in text
+    assert "reports.r.charts.d: a bars chart needs 'facts' or 'resource'+'label'+'value'" in text
+    assert "reports.r.tables.t.headers.en: 1 headings for 2 columns" in text
 
 
 def test_bad_toml_names_the_line(tmp_path: Path) -> None:
@@ -91,7 +131,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert "reports.r.langs: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert run_cli("render").returncode == 2  # usage: missing REPORT
-    assert run_cli("--config", str(bad), "render", "kz-us", "--date", "5.11.2025").returncode == 2
+    assert run_cli("--config", str(bad), "render", "brief", "--date", "5.11.2025").returncode == 2
     missing = run_cli("--config", str(tmp_path / "none.toml"), "list")
     assert missing.returncode == 1 and "config file not found" in missing.stderr
 
@@ -100,13 +140,13 @@ def test_config_from_environment_and_unknown_report(tmp_path: Path) -> None:
     path = write_project(tmp_path)
     result = run_cli("render", "nope", env={"REPORTER_CONFIG": str(path)})
     assert result.returncode == 1
-    assert "no report 'nope' (known: kz-us)" in result.stderr
+    assert "no report 'nope' (known: brief)" in result.stderr
 
 
 def test_list_shows_reports(tmp_path: Path) -> None:
     result = run_cli("--config", str(write_project(tmp_path)), "list")
     assert result.returncode == 0
-    assert "kz-us" in result.stdout and "ru, en" in result.stdout and "Asia/Almaty" in result.stdout
+    assert "brief" in result.stdout and "ru, en" in result.stdout and "Asia/Almaty" in result.stdout
 
 
 @pytest.mark.parametrize(("snippet", "expected"), [

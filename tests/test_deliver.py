@@ -1,6 +1,6 @@
 """Email delivery against a real SMTP server (aiosmtpd on 127.0.0.1), messages parsed back.
 
-The kz-us edition is rendered once per session; each test records it in its own history
+The brief edition is rendered once per session; each test records it in its own history
 database, so ledgers never leak between tests.
 """
 
@@ -64,10 +64,10 @@ class Rendered:
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    """The shipped project (with its three recipients) and the kz-us edition, rendered once."""
+    """The test project (with its three recipients) and the brief edition, rendered once."""
     folder = tmp_path_factory.mktemp("deliver")
     project = config.load(write_project(folder))
-    edition = build.build_edition(project, project.report("kz-us"), DAY)
+    edition = build.build_edition(project, project.report("brief"), DAY)
     return Rendered(project, edition)
 
 
@@ -88,7 +88,7 @@ def history(tmp_path: Path, rendered: Rendered) -> History:
 def variant(rendered: Rendered, recipients=None, **email_settings):
     """The project and report with other recipients or [email] settings."""
     project = rendered.project
-    report = project.report("kz-us")
+    report = project.report("brief")
     if recipients is not None:
         report = replace(report, recipients=tuple(recipients))
     settings = {"attempts": 3, "backoff_seconds": 0.01} | email_settings
@@ -198,8 +198,8 @@ def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered
     assert sorted(received) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
 
     ru, en, cc = received["analyst@example.org"], received["desk@example.org"], received["editor@example.org"]
-    assert normalise(ru["Subject"]) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
-    assert en["Subject"] == "Briefing: Kazakhstan – USA, 5 November 2025"
+    assert normalise(ru["Subject"]) == "Брифинг: Обзор торговли, 5 ноября 2025 г."
+    assert en["Subject"] == "Briefing: Trade review, 5 November 2025"
     assert normalise(cc["Subject"]) == normalise(ru["Subject"])
     # Non-ASCII headers went over the wire as RFC 2047 encoded words, not raw UTF-8.
     raw = handler.messages[0][1]
@@ -213,7 +213,7 @@ def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered
         assert message["From"].addresses[0].addr_spec == "briefings@example.org"
         assert message["Reply-To"].addresses[0].addr_spec == "editors@example.org"
         assert message["Date"].datetime == NOW
-        assert message["Message-ID"].startswith("<kz-us.2025-11-05.") and message["Message-ID"].endswith("@example.org>")
+        assert message["Message-ID"].startswith("<brief.2025-11-05.") and message["Message-ID"].endswith("@example.org>")
         assert message.get_content_type() == "multipart/mixed"
         assert message.get_body(("plain", "html")).get_content_type() == "text/plain"
         assert message.get_body(("plain",)).get_content_maintype() == "text"
@@ -223,18 +223,19 @@ def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered
     for lang, message in (("ru", ru), ("en", en), ("ru", cc)):
         (attachment,) = message.iter_attachments()
         assert attachment.get_content_type() == "application/pdf"
-        assert attachment.get_filename() == f"kz-us_2025-11-05_{lang}.pdf"
+        assert attachment.get_filename() == f"brief_2025-11-05_{lang}.pdf"
         assert attachment.get_content() == rendered.pdf(lang)
         assert message["Content-Language"] == lang
 
     text, html = normalise(ru.get_body(("plain",)).get_content()), ru.get_body(("html",)).get_content()
     assert "Выпуск от 5 ноября 2025 г." in text
-    assert "Ключевые цифры" in text and "более 630 компаний" in text and "23 270 т" in text
-    assert "Уран и ядерная безопасность — Уран — наиболее стратегический ресурс страны." in text
-    assert "kz-us_2025-11-05_ru.pdf" in text and "Briefing" not in text
-    en_text = en.get_body(("plain",)).get_content()
+    assert "Ключевые цифры" in text and "более 630 компаний" in text and "23 270 т" in text and "+6,4 п. п." in text
+    assert "Партнёры — Структура торговли по партнёрам изменилась с 2023 года." in text
+    assert "Главное — На рынке работает более 630 компаний." in text and "\u2060" not in ru.get_body(("plain",)).get_content()
+    assert "brief_2025-11-05_ru.pdf" in text and "Briefing" not in text
+    en_text = normalise(en.get_body(("plain",)).get_content())
     assert "Edition of 5 November 2025" in en_text and "more than 630 companies" in en_text
-    assert "Uranium and nuclear security — Uranium is the country’s most strategic resource." in en_text
+    assert "Partners — The pattern of trade by partner has changed since 2023." in en_text
     assert "Брифинг" not in en_text
     for message in received.values():
         html = message.get_body(("html",)).get_content()
@@ -242,7 +243,7 @@ def test_each_recipient_gets_one_message_in_their_language_with_the_pdf(rendered
         assert len(html.encode("utf-8")) < 100 * 1024
         assert "[1]" not in html and 'class="cite"' not in html
 
-    rows = {row.recipient: row for row in history.deliveries("kz-us", DAY)}
+    rows = {row.recipient: row for row in history.deliveries("brief", DAY)}
     assert {r: (row.lang, row.kind, row.status, row.attempts) for r, row in rows.items()} == {
         "analyst@example.org": ("ru", "to", "sent", 1), "desk@example.org": ("en", "to", "sent", 1),
         "editor@example.org": ("ru", "cc", "sent", 1)}
@@ -267,7 +268,7 @@ def test_the_body_stays_small_and_the_message_ascii(rendered):
     datasets = build.load_datasets(project, report)
     for lang in ("ru", "en"):
         body = compose.summarize(project, report, DAY, lang, datasets)
-        assert len(body.figures) == 10 and len(body.sections) == 7
+        assert len(body.figures) == 9 and [s.id for s in body.sections] == ["summary", "overview", "partners"]
         message = compose.compose(project, report, ANALYST, body, b"%PDF-1.7 test", NOW, "<id@example.org>")
         assert message.as_bytes().isascii()
 
@@ -276,8 +277,8 @@ def test_the_default_subject_is_translated(rendered):
     project, report = variant(rendered)
     project = replace(project, email=replace(project.email, subject={}))
     datasets = build.load_datasets(project, report)
-    assert normalise(compose.summarize(project, report, DAY, "ru", datasets).subject) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
-    assert compose.summarize(project, report, DAY, "en", datasets).subject == "Briefing: Kazakhstan – USA, 5 November 2025"
+    assert normalise(compose.summarize(project, report, DAY, "ru", datasets).subject) == "Брифинг: Обзор торговли, 5 ноября 2025 г."
+    assert compose.summarize(project, report, DAY, "en", datasets).subject == "Briefing: Trade review, 5 November 2025"
 
 
 @pytest.mark.parametrize("fragment, expected", [
@@ -312,7 +313,7 @@ def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, hist
     assert len(handler.messages) == 4
     assert any("--force" in r.getMessage() and "desk@example.org" in r.getMessage() for r in caplog.records)
     assert forced.outcomes[0].message_id != ids["desk@example.org"]
-    row = history.delivery("kz-us", DAY, "en", "desk@example.org")
+    row = history.delivery("brief", DAY, "en", "desk@example.org")
     assert (row.status, row.forced, row.attempts) == ("sent", True, 2)
 
 
@@ -332,7 +333,7 @@ def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server
     history = History.at(tmp_path / "empty.sqlite")
     with pytest.raises(DeliveryError, match="render it first"):
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    failed = history.start_run("kz-us", DAY, "manual", NOW)
+    failed = history.start_run("brief", DAY, "manual", NOW)
     history.finish_run(failed, "failed", NOW, error="boom")
     with pytest.raises(DeliveryError, match="render it first"):
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
@@ -351,11 +352,11 @@ def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, serv
     history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)))
     with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    assert "kz-us.en.pdf" in str(caught.value) and "render it first" in str(caught.value)
+    assert "brief.en.pdf" in str(caught.value) and "render it first" in str(caught.value)
     # Only Russian recipients: the English PDF is not needed, so it does not stop them.
     project, report = variant(rendered, [ANALYST])
     assert delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp).ok
-    (tmp_path / "kz-us.ru.pdf").unlink()
+    (tmp_path / "brief.ru.pdf").unlink()
     with pytest.raises(DeliveryError, match="cannot read the recorded PDF"):
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
 
@@ -429,7 +430,7 @@ def test_a_permanent_rejection_of_one_recipient_leaves_the_others_delivered(rend
     assert outcome["desk@example.org"].describe() == "rejected: 550 5.1.1 <desk@example.org>: no such user"
     assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
     assert handler.rcpts.count("desk@example.org") == 1 and slept == []
-    row = history.delivery("kz-us", DAY, "en", "desk@example.org")
+    row = history.delivery("brief", DAY, "en", "desk@example.org")
     assert (row.status, row.attempts, row.reply) == ("rejected", 1, "550 5.1.1 <desk@example.org>: no such user")
 
 
@@ -444,7 +445,7 @@ def test_retries_are_bounded(rendered, history, server):
     assert outcome.status == "failed" and outcome.attempts == 3
     assert outcome.detail == "450 4.2.1 mailbox busy (gave up after 3 attempts)"
     assert handler.rcpts.count("desk@example.org") == 3 and handler.rcpts.count("analyst@example.org") == 1
-    assert history.delivery("kz-us", DAY, "en", "desk@example.org").status == "failed"
+    assert history.delivery("brief", DAY, "en", "desk@example.org").status == "failed"
 
 
 def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered, tmp_path, server):
@@ -462,7 +463,7 @@ def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered,
     second = delivery.deliver(project, report, DAY, restarted, now=clock, smtp=smtp, sleep=no_sleep)
     assert [o.status for o in second.outcomes] == ["sent", "already sent", "already sent"]
     assert list(handler.parsed()) == ["analyst@example.org"]
-    assert restarted.delivery("kz-us", DAY, "ru", "analyst@example.org").attempts == 2
+    assert restarted.delivery("brief", DAY, "ru", "analyst@example.org").attempts == 2
 
 
 def test_an_oversized_message_fails_loudly(rendered, history, server):
@@ -482,19 +483,19 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     # Last week's edition from the same data: its PDFs differ (they print their date), its content does not.
     earlier = date(2025, 10, 29)
     edition = build.build_edition(project, report, earlier, output_dir=tmp_path / "out", formats=("pdf",))
-    run_id = history.start_run("kz-us", earlier, "manual", NOW)
+    run_id = history.start_run("brief", earlier, "manual", NOW)
     history.finish_run(run_id, "ok", NOW, files=edition.artifacts)
     assert delivery.deliver(project, report, earlier, history, now=clock, smtp=smtp, sleep=no_sleep).ok
     assert len(handler.messages) == 2
     assert edition.artifacts[0].sha256 != next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
     # Pretend the desk's copy last week said something else (the data changed since).
-    history.record_delivery("kz-us", earlier, "en", "desk@example.org", kind="to", status="sent",
+    history.record_delivery("brief", earlier, "en", "desk@example.org", kind="to", status="sent",
                             attempts=1, reply="250 OK", now=NOW, content="0" * 64)
     result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert [(o.recipient.email, o.describe()) for o in result.outcomes] == [
         ("analyst@example.org", "unchanged, not sent"), ("desk@example.org", "sent")]
     assert len(handler.messages) == 3 and list(handler.parsed())[-1] == "desk@example.org"
-    assert history.delivery("kz-us", DAY, "ru", "analyst@example.org").status == "unchanged"
+    assert history.delivery("brief", DAY, "ru", "analyst@example.org").status == "unchanged"
 
 
 def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, server):
@@ -636,13 +637,13 @@ def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, 
     project, report = variant(rendered, [ANALYST, DESK, EDITOR, Recipient("o'brien/x@example.org", "", "en")])
     result = delivery.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
     names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
-    assert names == ["kz-us_2025-11-05_en_desk@example.org.eml", "kz-us_2025-11-05_en_o_brien_x@example.org.eml",
-                     "kz-us_2025-11-05_ru_analyst@example.org.eml", "kz-us_2025-11-05_ru_editor@example.org.eml"]
+    assert names == ["brief_2025-11-05_en_desk@example.org.eml", "brief_2025-11-05_en_o_brien_x@example.org.eml",
+                     "brief_2025-11-05_ru_analyst@example.org.eml", "brief_2025-11-05_ru_editor@example.org.eml"]
     assert [o.status for o in result.outcomes] == ["written"] * 4 and result.ok
     assert result.summary == "written, not sent (4 written)"
     assert history.deliveries() == []
     message = email.message_from_bytes((tmp_path / "outbox" / names[2]).read_bytes(), policy=email.policy.default)
-    assert normalise(message["Subject"]) == "Брифинг: Казахстан — США, 5 ноября 2025 г."
+    assert normalise(message["Subject"]) == "Брифинг: Обзор торговли, 5 ноября 2025 г."
     assert next(message.iter_attachments()).get_content() == rendered.pdf("ru")
 
 
@@ -666,15 +667,15 @@ def lines(result) -> list[str]:
 def test_cli_send_through_smtp_once(cli_project, server):
     handler, smtp = server
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
-    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert result.returncode == 0, result.stderr
     assert lines(result) == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]
     assert len(handler.messages) == 3
-    again = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    again = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert again.returncode == 0, again.stderr
     assert [line.split(" ", 2)[-1] for line in lines(again)] == ["already sent, skipped"] * 3
     assert len(handler.messages) == 3
-    forced = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05",
+    forced = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05",
                      "--to", "desk@example.org", "--force", env=env)
     assert forced.returncode == 0 and lines(forced) == ["desk@example.org en sent again (--force)"]
     assert "--force" in forced.stderr
@@ -685,7 +686,7 @@ def test_cli_send_partly_delivered_exits_1(cli_project, server):
     handler, smtp = server
     handler.refuse["desk@example.org"] = "550 5.1.1 no such user"
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
-    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", env=env)
+    result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert result.returncode == 1
     assert "desk@example.org en rejected: 550 5.1.1 no such user" in lines(result)
     assert "partly delivered" in result.stderr
@@ -694,7 +695,7 @@ def test_cli_send_partly_delivered_exits_1(cli_project, server):
 
 @pytest.mark.slow
 def test_cli_send_refuses_an_unrendered_edition(cli_project):
-    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-12",
+    result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-12",
                      env={"REPORTER_SMTP_URL": "smtp://127.0.0.1:9"})
     assert result.returncode == 1 and "render it first" in result.stderr
 
@@ -702,13 +703,13 @@ def test_cli_send_refuses_an_unrendered_edition(cli_project):
 @pytest.mark.slow
 def test_cli_send_to_an_outbox(cli_project, tmp_path, rendered):
     outbox = tmp_path / "outbox"
-    result = run_cli("--config", str(cli_project), "send", "kz-us", "--date", "2025-11-05", "--outbox", str(outbox),
+    result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", "--outbox", str(outbox),
                      env={"REPORTER_SMTP_URL": "", "REPORTER_SMTP_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
     files = sorted(outbox.iterdir())
-    assert [f.name for f in files] == ["kz-us_2025-11-05_en_desk@example.org.eml",
-                                       "kz-us_2025-11-05_ru_analyst@example.org.eml",
-                                       "kz-us_2025-11-05_ru_editor@example.org.eml"]
+    assert [f.name for f in files] == ["brief_2025-11-05_en_desk@example.org.eml",
+                                       "brief_2025-11-05_ru_analyst@example.org.eml",
+                                       "brief_2025-11-05_ru_editor@example.org.eml"]
     assert lines(result)[0] == f"analyst@example.org ru written to {files[1]}"
     for file in files:
         message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
@@ -716,7 +717,7 @@ def test_cli_send_to_an_outbox(cli_project, tmp_path, rendered):
         assert message["Content-Language"] == lang
         assert message.get_body(("plain",)).get_content().startswith("Брифинг" if lang == "ru" else "Briefing")
         (attachment,) = message.iter_attachments()
-        assert attachment.get_filename() == f"kz-us_2025-11-05_{lang}.pdf"
+        assert attachment.get_filename() == f"brief_2025-11-05_{lang}.pdf"
         assert attachment.get_content() == rendered.pdf(lang)
     history = History.at(cli_project.parent / "state" / "history.sqlite")
     assert history.deliveries() == []
@@ -727,10 +728,10 @@ def test_cli_render_then_send(tmp_path, server):
     handler, smtp = server
     config_path = write_project(tmp_path)
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
-    result = run_cli("--config", str(config_path), "render", "kz-us", "--date", "2025-11-05", "--send", env=env)
+    result = run_cli("--config", str(config_path), "render", "brief", "--date", "2025-11-05", "--send", env=env)
     assert result.returncode == 0, result.stderr
     assert lines(result)[-3:] == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]
-    pdf = (tmp_path / "output" / "kz-us" / "2025-11-05" / "kz-us.ru.pdf").read_bytes()
+    pdf = (tmp_path / "output" / "brief" / "2025-11-05" / "brief.ru.pdf").read_bytes()
     assert next(handler.parsed()["analyst@example.org"].iter_attachments()).get_content() == pdf
 
 
@@ -738,22 +739,22 @@ def test_cli_render_then_send(tmp_path, server):
 @pytest.mark.slow
 def test_a_scheduled_run_delivers_after_rendering_and_only_once(tmp_path, server):
     handler, smtp = server
-    config_path = write_project(tmp_path)  # the shipped kz-us: Mondays 08:00 Almaty, three recipients
+    config_path = write_project(tmp_path)  # the test brief: Mondays 08:00 Almaty, three recipients
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
            "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}
     result = run_cli("--config", str(config_path), "run-due", env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "kz-us 2025-11-03T08:00 ok"
+    assert result.stdout.strip() == "brief 2025-11-03T08:00 ok"
     received = handler.parsed()
     assert sorted(received) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
-    pdf = (tmp_path / "output" / "kz-us" / "2025-11-03" / "kz-us.en.pdf").read_bytes()
+    pdf = (tmp_path / "output" / "brief" / "2025-11-03" / "brief.en.pdf").read_bytes()
     assert next(received["desk@example.org"].iter_attachments()).get_content() == pdf
     assert "3 ноября 2025" in str(received["analyst@example.org"]["Subject"])
     # Called again in the same minute: nothing renders, nothing is sent twice.
     again = run_cli("--config", str(config_path), "run-due", env={**env, "REPORTER_NOW": "2025-11-03T08:00:50+05:00"})
     assert again.returncode == 0 and again.stdout == ""
     assert len(handler.messages) == 3
-    history = run_cli("--config", str(config_path), "history", "kz-us")
+    history = run_cli("--config", str(config_path), "history", "brief")
     assert history.stdout.count(" sent ") == 3
 
 
@@ -766,7 +767,7 @@ def test_run_due_reports_a_partial_delivery(tmp_path, server):
            "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}
     result = run_cli("--config", str(config_path), "run-due", env=env)
     assert result.returncode == 1
-    assert result.stdout.strip() == "kz-us 2025-11-03T08:00 ok, partly delivered (2 sent, 1 rejected)"
+    assert result.stdout.strip() == "brief 2025-11-03T08:00 ok, partly delivered (2 sent, 1 rejected)"
     assert len(handler.messages) == 2
 
 
@@ -780,9 +781,9 @@ def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered,
     history = record_edition(state, rendered.edition)
     # As a process killed mid-delivery leaves it: the desk got theirs, the analyst's message was
     # claimed by the dead process, the editor's not reached yet.
-    history.record_delivery("kz-us", DAY, "en", "desk@example.org", kind="to", status="sent", attempts=1,
+    history.record_delivery("brief", DAY, "en", "desk@example.org", kind="to", status="sent", attempts=1,
                             reply="250 OK", now=NOW)
-    assert history.claim_delivery("kz-us", DAY, "ru", "analyst@example.org", kind="to", now=NOW) is None
+    assert history.claim_delivery("brief", DAY, "ru", "analyst@example.org", kind="to", now=NOW) is None
     history.close()
     with sqlite3.connect(state) as db:
         db.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")

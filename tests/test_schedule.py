@@ -178,7 +178,7 @@ def test_broken_report_does_not_stop_a_good_one(tmp_path: Path) -> None:
     assert sorted(result.stdout.split("\n")[:2]) == ["bad 2025-11-03T08:00 failed", "good 2025-11-03T08:00 ok"]
     rows = {r[0]: r for r in _history_rows(tmp_path / "state" / "history.sqlite")}
     assert rows["good"][4] == "ok"
-    assert rows["bad"][4] == "failed" and "production.csv:line 3 (row 2), column 'tonnes_uranium'" in rows["bad"][5]
+    assert rows["bad"][4] == "failed" and "series.csv:line 3 (row 2), column 'tonnes'" in rows["bad"][5]
     assert "Traceback" not in result.stderr
 
 

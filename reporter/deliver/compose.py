@@ -21,9 +21,10 @@ import jinja2
 
 from ..config import Project, Recipient, Report
 from ..errors import DeliveryError, Problem, TemplateError
-from ..pipeline import i18n, render
+from ..pipeline import build, render
 from ..pipeline.datasets import Dataset
 from ..pipeline.i18n import N_, Language
+from ..pipeline.values import qualified
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,6 @@ LINE_BUDGET = 280
 # quoted-printable or base64 for Cyrillic text instead of 8bit, which a server without
 # 8BITMIME may refuse or mangle.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
-
-# The layout's section headings (templates/brief.html.j2), msgids shared with it.
-SECTION_HEADINGS = {
-    "summary": N_("Summary"),
-    "diplomacy": N_("Diplomacy: the C5+1 format"),
-    "investment": N_("Investment and companies"),
-    "transport": N_("Transport and logistics"),
-    "mining": N_("Mining and critical minerals"),
-    "uranium": N_("Uranium and nuclear security"),
-    "region": N_("Kazakhstan's weight in the region"),
-}
-
 
 @dataclass(frozen=True)
 class Figure:
@@ -82,7 +71,7 @@ class Body:
 
 
 def attachment_name(report_id: str, day: date, lang: str) -> str:
-    """``kz-us_2025-11-05_ru.pdf``: ASCII, so every mail client shows it as it is."""
+    """``weekly_2025-11-05_ru.pdf``: ASCII, so every mail client shows it as it is."""
     return f"{report_id}_{day.isoformat()}_{lang}.pdf"
 
 
@@ -98,7 +87,7 @@ def subject(project: Project, report: Report, day: date, lang: Language) -> str:
     return re.sub(r"{(\w+)}", lambda m: values.get(m.group(1), m.group(0)), pattern)
 
 
-_CITATION = re.compile(r'<a class="cite"[^>]*>.*?</a>', re.S)
+_CITATION = re.compile(r'\u2060?<a class="cite"[^>]*>.*?</a>', re.S)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"[ \t\r\n]+")  # not \s: no-break spaces inside figures must stay
 _SENTENCE_END = re.compile(r"[.!?…][»”\"')]*(?= )")
@@ -120,39 +109,30 @@ def first_sentence(fragment: str) -> str:
     return text
 
 
-def _section_lines(project: Project, report: Report, lang: Language, ctx: render.EditionContext) -> tuple[SectionLine, ...]:
-    if not report.narrative:
-        return ()
-    name = report.narrative.format(lang=lang.code)
-    env = render.environment(project.templates_dir, lang)
+def _section_lines(report: Report, lang: Language, blocks: dict[str, str]) -> tuple[SectionLine, ...]:
+    """The summary's and each section's first sentence, under its heading in ``lang``."""
+    headed = [(render.SUMMARY, lang.gettext(N_("Summary")))] + [(s.id, s.title[lang.code]) for s in report.sections]
     lines = []
-    try:
-        template = env.get_template(name)
-        context = template.new_context(ctx.globals())
-        for section in render.SECTIONS:
-            block = template.blocks.get(section)
-            if block is None:
-                continue
-            text = first_sentence("".join(block(context)))
-            if text:
-                heading = lang.gettext(SECTION_HEADINGS.get(section, section))
-                lines.append(SectionLine(section, heading, text))
-    except (jinja2.TemplateError, TemplateError) as exc:
-        raise TemplateError([render._template_problem(exc, project.templates_dir)]) from exc
+    for block, heading in headed:
+        text = first_sentence(str(blocks.get(block, "")))
+        if text:
+            lines.append(SectionLine(block, heading, text))
     return tuple(lines)
 
 
 def summarize(project: Project, report: Report, day: date, lang_code: str, datasets: list[Dataset]) -> Body:
     """Build one language's body: title, date, key figures and one line per section."""
-    lang = i18n.language(lang_code, project.locale_of(lang_code))
-    ctx = render.context(report, lang, day, "html", datasets, charts={})
-    figures = tuple(
-        Figure(str(row.get(f"label_{lang.code}") or row["id"]), lang.qualified(row["value"], row["unit"], row.get("qualifier")))
-        for row in ctx.facts.values()
-    )
+    lang = build.language(project, lang_code)
+    knowledge = build.gather(project, report, datasets)
+    ctx = render.context(report, lang, day, "html", knowledge, charts={})
+    # A chart placed in the narrative has no place in a mail body: the missing chart it leaves
+    # in ctx.problems is ignored, and the text around it is what the lines take.
+    blocks = render.narrative_blocks(ctx, project.templates_dir)
+    figures = tuple(Figure(f.labels[lang.code], qualified(f.value, f.unit, f.qualifier, lang, upper=f.upper))
+                    for f in render.key_figures(report, knowledge))
     values = dict(
         lang=lang.code, subject=subject(project, report, day, lang), title=ctx.title,
-        date_text=ctx.edition_date_text, figures=figures, sections=_section_lines(project, report, lang, ctx),
+        date_text=lang.date(day), figures=figures, sections=_section_lines(report, lang, blocks),
         attachment_name=attachment_name(report.id, day, lang.code),
     )
     env = render.environment(project.templates_dir, lang)
@@ -160,7 +140,7 @@ def summarize(project: Project, report: Report, day: date, lang_code: str, datas
         text = env.get_template("email.txt.j2").render(values)
         html = env.get_template("email.html.j2").render(values)
     except (jinja2.TemplateError, TemplateError) as exc:
-        raise TemplateError([render._template_problem(exc, project.templates_dir)]) from exc
+        raise TemplateError([render.template_problem(exc, project.templates_dir)]) from exc
     if not text.strip() or not html.strip():
         raise DeliveryError([Problem(str(project.templates_dir / "email.txt.j2"), "", f"the {lang.code} body is empty")])
     if len(html.encode("utf-8")) > HTML_BUDGET:
@@ -216,5 +196,5 @@ def compose(project: Project, report: Report, recipient: Recipient, body: Body, 
 
 
 def outbox_name(report_id: str, day: date, lang: str, address: str) -> str:
-    """``kz-us_2025-11-05_ru_analyst@example.org.eml``, with anything unsafe in a file name as ``_``."""
+    """``weekly_2025-11-05_ru_analyst@example.org.eml``, with anything unsafe in a file name as ``_``."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", f"{report_id}_{day.isoformat()}_{lang}_{address}") + ".eml"

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from ..config import Project, Recipient, Report
 from ..errors import DeliveryError, Problem, ReporterError
-from ..pipeline import i18n
+from ..pipeline import inputs
 from ..pipeline.build import load_datasets
 from ..pipeline.datasets import Dataset
 from ..pipeline.write import write_atomically
@@ -152,15 +152,14 @@ def content_digest(project: Project, report: Report, lang: str, datasets: Sequen
     """A digest of what an edition says in ``lang``: its data and its texts, not its date.
 
     The PDF itself differs from one edition to the next (it prints its date), so
-    ``send_if = "changed"`` compares this instead.
+    ``send_if = "changed"`` compares this instead: the datasets, every template the edition
+    reads and the catalogues of its language.
     """
     digest = hashlib.sha256()
     for dataset in sorted(datasets, key=lambda d: d.name):
         digest.update(f"{dataset.name}:{dataset.digest}\n".encode())
-    names = [report.template] + ([report.narrative.format(lang=lang)] if report.narrative else [])
-    for name in names:
-        digest.update(name.encode() + b"\0" + (project.templates_dir / name).read_bytes())
-    digest.update(i18n.CATALOGUES.joinpath(lang, "LC_MESSAGES", f"{i18n.DOMAIN}.po").read_bytes())
+    for path in inputs.texts(project, report, lang):
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

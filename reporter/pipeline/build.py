@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Project, Report
-from ..errors import DataError, Problem, ReporterError
+from ..errors import DataError, Problem, RenderError, ReporterError
+from ..theme import THEME_DIR, find
 from . import charts as charts_stage
 from . import datasets as datasets_stage
-from . import i18n, pdf, render, write
+from . import i18n, model, pdf, render, write
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,47 @@ def load_datasets(project: Project, report: Report) -> list[datasets_stage.Datas
     return loaded
 
 
+def gather(project: Project, report: Report, loaded: list[datasets_stage.Dataset]) -> model.Knowledge:
+    """What the report's datasets say, merged and cross-checked for its languages."""
+    return model.gather(loaded, report.languages, {lang: project.locale_of(lang) for lang in report.languages})
+
+
+def language(project: Project, code: str) -> i18n.Language:
+    return i18n.language(code, project.locale_of(code), project.locale_dir)
+
+
+def font_file(project: Project, name: str) -> Path:
+    """A font file from the project's ``templates/fonts`` if it overrides it, else the theme's."""
+    found = find(f"fonts/{name}", project.templates_dir)
+    if found is None:
+        raise RenderError([Problem(str(project.templates_dir / "fonts" / name), "", "font file not found "
+                                   "(neither in the project's templates/fonts nor in the theme)")])
+    return found
+
+
+def chart_fonts(project: Project) -> list[Path]:
+    return [font_file(project, name) for name in charts_stage.FONT_FILES]
+
+
+def draw_charts(project: Project, report: Report, knowledge: model.Knowledge,
+                lang: i18n.Language) -> dict[str, charts_stage.Chart]:
+    fonts = chart_fonts(project)
+    return {spec.id: charts_stage.draw(spec, knowledge, lang, fonts) for spec in report.charts}
+
+
+def edition_html(project: Project, report: Report, day: date, lang: i18n.Language, medium: str,
+                 knowledge: model.Knowledge, drawn: dict[str, charts_stage.Chart]) -> tuple[str, render.EditionContext]:
+    """One language's HTML for ``medium`` (``pdf``: fonts linked for WeasyPrint; ``html``: local)."""
+    ctx = render.context(report, lang, day, medium, knowledge, drawn,
+                         font_url=lambda name: font_file(project, name).as_uri())
+    return render.html(ctx, project.templates_dir), ctx
+
+
+def roots(project: Project) -> tuple[Path, ...]:
+    """The folders a render may read: the project's templates and data, and the theme."""
+    return (project.templates_dir, project.data_dir, THEME_DIR)
+
+
 def build_edition(
     project: Project,
     report: Report,
@@ -91,24 +133,20 @@ def build_edition(
                                      f"not configured for this report: {', '.join(unknown)}")])
     directory = edition_dir(output_dir or project.output_dir, report.id, day)
     log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
-    loaded = load_datasets(project, report)
-    by_name = {d.name: d for d in loaded}
-    fonts_dir = project.templates_dir / "fonts"
-    roots = (project.templates_dir, project.data_dir)
+    knowledge = gather(project, report, load_datasets(project, report))
 
     files: dict[Path, bytes] = {}
     meta: dict[Path, tuple[str, str]] = {}
     for lang_code in languages:
-        lang = i18n.language(lang_code, project.locale_of(lang_code))
+        lang = language(project, lang_code)
         log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
-        drawn = {spec.id: charts_stage.draw(spec, by_name[spec.dataset], lang, fonts_dir) for spec in report.charts}
+        drawn = draw_charts(project, report, knowledge, lang)
         for fmt in formats:
-            ctx = render.context(report, lang, day, fmt, loaded, drawn)
-            document = render.html(ctx, project.templates_dir)
+            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn)
             target = directory / artifact_name(report.id, lang_code, fmt)
             if fmt == "pdf":
                 log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
-                files[target] = pdf.to_pdf(document, project.templates_dir, roots, str(target))
+                files[target] = pdf.to_pdf(document, project.templates_dir, roots(project), str(target))
             else:
                 files[target] = document.encode("utf-8")
             meta[target] = (lang_code, fmt)

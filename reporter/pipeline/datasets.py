@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -88,11 +89,23 @@ def _parse_integer(text: str) -> int:
     return int(text)
 
 
-def _parse_number(text: str) -> float | int:
-    value = float(text)
-    if value != value or value in (float("inf"), float("-inf")):
+class Number(Decimal):
+    """A number as the data writes it: ``Decimal`` keeps its digits (``24.10`` stays ``24.10``,
+    never ``24.100000000000001``), and ``plus`` remembers an explicit ``+`` (``+6.4``), so a
+    brief prints the figure exactly as its editor wrote it."""
+
+    __slots__ = ("plus",)
+
+
+def _parse_number(text: str) -> Number:
+    try:
+        value = Number(text.strip())
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise ValueError from None
+    if not value.is_finite() or text != text.strip():
         raise ValueError
-    return int(value) if re.fullmatch(r"[+-]?\d+", text) else value
+    value.plus = text.startswith("+")
+    return value
 
 
 PARSERS = {

@@ -15,7 +15,7 @@ PART_SUFFIX = ".part"
 def remove_stale_parts(directory: Path) -> list[Path]:
     """Delete temporary files left by a writer that died (killed mid-write); keep live ones.
 
-    Temporary names carry the writer's pid (``.kz-us.ru.pdf.<pid>.<random>.part``), so a
+    Temporary names carry the writer's pid (``.weekly.ru.pdf.<pid>.<random>.part``), so a
     concurrent render's file in progress is never touched.
     """
     removed = []
