@@ -8,8 +8,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test setup system-packages i18n bench clean
 
+# Renders every report of the example project for today and prints the paths written.
 run: setup
 	$(BIN)/reporter render kz-us
+	$(BIN)/reporter render kz-uranium
 
 test: setup
 	$(BIN)/python -m pytest

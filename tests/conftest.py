@@ -85,3 +85,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_cli("--config", str(config), "render", REPORT, "--date", EDITION)
     assert result.returncode == 0, result.stderr
     return folder / "output" / REPORT / EDITION
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_repository_stays_untouched():
+    """Fails the run if any test, fixture or helper wrote into the repository's state/ or output/."""
+    before = {name: _snapshot(ROOT / name) for name in ("state", "output")}
+    yield
+    after = {name: _snapshot(ROOT / name) for name in ("state", "output")}
+    assert after == before, "the test run changed the repository's state/ or output/"

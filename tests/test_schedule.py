@@ -183,8 +183,13 @@ def test_broken_report_does_not_stop_a_good_one(tmp_path: Path) -> None:
 
 
 def test_hung_render_is_stopped_by_the_timeout(tmp_path: Path) -> None:
-    # A full PDF render takes more than a second; with a one-second timeout it is stopped.
-    config_path = make_project(tmp_path, [report_block("slow", extra='timeout = "1s"')])
+    # A narrative that never ends (the sandbox caps each range, not their nesting): the
+    # one-second timeout stops it, whatever this machine's speed.
+    config_path = make_project(tmp_path, [report_block("slow", extra='timeout = "1s"', **FAST)])
+    narrative = tmp_path / "templates" / "brief" / "narrative.en.html.j2"
+    narrative.write_text(narrative.read_text(encoding="utf-8").replace(
+        "{% block overview %}", "{% block overview %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
+        encoding="utf-8")
     result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00"))
     assert result.returncode == 1
     (row,) = _history_rows(tmp_path / "state" / "history.sqlite")

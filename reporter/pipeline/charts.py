@@ -137,29 +137,43 @@ def _style(spec: ChartSpec, lang: Language) -> dict[str, Any]:
     }
 
 
-def draw(spec: ChartSpec, knowledge: Knowledge, lang: Language, fonts: Sequence[Path]) -> Chart:
-    """Draw one chart; raise :class:`ChartError` when the spec names data that is not there."""
-    import matplotlib  # noqa: PLC0415 - heavy, only when drawing
+def figure(spec: ChartSpec, knowledge: Knowledge, lang: Language, fonts: Sequence[Path]):
+    """The chart as a matplotlib ``Figure``, its sources and its rows, laid out and checked.
 
+    Call it inside :func:`style` (``draw`` does) so that its text is real text in the theme's font.
+    """
     register_fonts(fonts)
     drawer = {"bars": _bars, "series": _series, "compare": _compare, "shares": _shares, "timeline": _timeline}[spec.kind]
-    with matplotlib.rc_context(_style(spec, lang)):
-        try:
-            figure, sources, rows = drawer(spec, knowledge, lang, _Measure())
-        except ChartError:
-            raise
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            # A chart pointed at columns of the wrong kind (text where numbers belong, a
-            # resource without dates) is the user's to fix.
-            raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r}",
-                                      f"does not fit the data: {type(exc).__name__}: {exc}")]) from exc
-        problems = layout_problems(figure)
-        if problems:
-            raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r} ({lang.code})",
-                                      f"its labels do not fit: {problems[0]}; shorten the labels, or draw it "
-                                      "horizontally (direction = \"horizontal\")")])
+    try:
+        made, sources, rows = drawer(spec, knowledge, lang, _Measure())
+    except ChartError:
+        raise
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        # A chart pointed at columns of the wrong kind (text where numbers belong, a
+        # resource without dates) is the user's to fix.
+        raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r}",
+                                  f"does not fit the data: {type(exc).__name__}: {exc}")]) from exc
+    problems = layout_problems(made)
+    if problems:
+        raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r} ({lang.code})",
+                                  f"its labels do not fit: {problems[0]}; shorten the labels, or draw it "
+                                  "horizontally (direction = \"horizontal\")")])
+    return made, sources, rows
+
+
+def style(spec: ChartSpec, lang: Language):
+    """matplotlib settings for one chart: text as text, the theme's font, a fixed hash salt."""
+    import matplotlib  # noqa: PLC0415 - heavy, only when drawing
+
+    return matplotlib.rc_context(_style(spec, lang))
+
+
+def draw(spec: ChartSpec, knowledge: Knowledge, lang: Language, fonts: Sequence[Path]) -> Chart:
+    """Draw one chart as SVG; raise :class:`ChartError` when the spec names data that is not there."""
+    with style(spec, lang):
+        made, sources, rows = figure(spec, knowledge, lang, fonts)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        made.savefig(buffer, format="svg", metadata={"Date": None})
     return Chart(spec.id, lang.code, spec.kind, spec.title[lang.code], buffer.getvalue(),
                  tuple(dict.fromkeys(s for s in sources if s)), tuple(rows))
 
