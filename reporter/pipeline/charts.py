@@ -510,7 +510,7 @@ def _bars(spec: ChartSpec, knowledge: Knowledge, lang: Language, measure: _Measu
     points = _points(spec, knowledge, lang)
     if not points:
         raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r}", "has nothing to draw")])
-    rows = [(lang_heading(lang), N_("Value"))] + [(p.label, p.text) for p in points]
+    rows = [(N_("Indicator"), N_("Value"))] + [(p.label, p.text) for p in points]
     if spec.direction == "vertical":
         unit = _unit(spec, knowledge) if not spec.facts else None
         figure = _vertical([p.label for p in points], [points], measure, unit_label=unit.label(lang) if unit else "")
@@ -588,7 +588,7 @@ def _shares(spec: ChartSpec, knowledge: Knowledge, lang: Language, measure: _Mea
     if not points:
         raise ChartError([Problem(_where(spec, knowledge), f"chart {spec.id!r}", "has no shares to draw")])
     figure = _horizontal([(p.label, [p]) for p in points], measure, track=100.0)
-    rows = [(lang_heading(lang), N_("Share"))] + [(p.label, p.text) for p in points]
+    rows = [(N_("Indicator"), N_("Share"))] + [(p.label, p.text) for p in points]
     return figure, [p.source for p in points], _translated(rows, lang)
 
 
@@ -629,10 +629,6 @@ def _timeline(spec: ChartSpec, knowledge: Knowledge, lang: Language, measure: _M
     rows = [("№", N_("Date"), N_("Event"), N_("Place"))] + [
         (str(i + 1), d, label, place) for i, (d, (_day, label, place, _src)) in enumerate(zip(dates, items))]
     return figure, [source for *_, source in items], _translated(rows, lang)
-
-
-def lang_heading(lang: Language) -> str:
-    return N_("Indicator")
 
 
 def _translated(rows: list[tuple[str, ...]], lang: Language) -> list[tuple[str, ...]]:

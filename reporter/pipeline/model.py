@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Mapping
 
 from babel import Locale
 
@@ -135,7 +135,6 @@ def _per_language(table: Table, row: Row, place: Place, prefix: str, languages: 
 def _unit(table: Table, row: Row, place: Place, languages: tuple[str, ...], locales: Mapping[str, str],
           problems: list[Problem]) -> Unit:
     unit_id = _text(row, "id")
-    columns = _columns(table)
     forms: dict[str, dict[str, str]] = {}
     for lang in languages:
         given = {c: _text(row, f"{c}_{lang}") for c in PLURAL_CATEGORIES if _text(row, f"{c}_{lang}")}
@@ -180,7 +179,6 @@ def _unit(table: Table, row: Row, place: Place, languages: tuple[str, ...], loca
                 if "{n}" not in pattern:
                     problems.append(place.problem(f"{category}_{lang}", f"{pattern!r} has no {{n}} for the number"))
     labels = {lang: _text(row, f"label_{lang}") for lang in languages if _text(row, f"label_{lang}")}
-    del columns
     return Unit(unit_id, kind, _text(row, "cldr"), length, _text(row, "currency"), scale, forms, labels)
 
 
@@ -271,8 +269,3 @@ def gather(datasets: list[Dataset] | tuple[Dataset, ...], languages: tuple[str, 
     if problems:
         raise DataError(list(dict.fromkeys(problems)))
     return Knowledge(facts, units, sources, events, datasets)
-
-
-def as_number(value: Any) -> float:
-    """A cell as a float for drawing; charts need floats, text needs the exact Decimal."""
-    return float(value)

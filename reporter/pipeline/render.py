@@ -34,7 +34,7 @@ from ..errors import Problem, TemplateError
 from ..theme import confined, search_path
 from .charts import Chart
 from .i18n import N_, Language
-from .model import Event, Fact, Knowledge, Source
+from .model import Fact, Knowledge
 from .values import NBSP, WORD_JOINER, number, qualified, quantity
 
 log = logging.getLogger(__name__)
@@ -435,5 +435,3 @@ def html(ctx: EditionContext, templates_dir: Path) -> str:
         raise TemplateError(list(dict.fromkeys(ctx.problems)))
     return document
 
-
-__all__ = ["EditionContext", "Event", "Fact", "Section", "Source", "context", "html", "environment"]
