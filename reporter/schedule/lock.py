@@ -19,8 +19,11 @@ class SchedulerLock:
         self._fd: int | None = None
 
     def acquire(self) -> "SchedulerLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError([Problem(str(self.path), "", f"cannot open the scheduler lock: {exc.strerror}")]) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
