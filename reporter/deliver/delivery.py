@@ -404,23 +404,3 @@ def _write_outbox(letters: list[Letter], report: Report, day: date, outbox: Path
         log.info("%s: wrote the message to %s to %s (not sent)", label, letter.recipient.email, path)
         outcomes[letter.recipient] = Outcome(letter.recipient, WRITTEN, str(path), 0, letter.message_id, path)
     return outcomes
-
-
-def deliver_scheduled(project: Project, report: Report, day: date, history: History, *, now: Clock,
-                      sleep: Sleep = time.sleep) -> DeliveryResult | None:
-    """For the scheduler, after a successful render: :func:`deliver`, with errors logged, not raised.
-
-    A report without recipients is left alone. Anything that stops the delivery (no SMTP
-    settings, a PDF that changed since it was recorded) is logged as an error and returns None;
-    failures per recipient are in the ledger, so the next run or ``reporter send`` retries them.
-    """
-    if not report.recipients:
-        return None
-    try:
-        return deliver(project, report, day, history, now=now, sleep=sleep)
-    except ReporterError as exc:
-        for problem in exc.problems:
-            log.error("%s %s: not delivered: %s", report.id, day.isoformat(), problem)
-    except Exception:  # noqa: BLE001 - a bug in delivery must not stop the scheduler or other reports
-        log.exception("%s %s: delivery failed", report.id, day.isoformat())
-    return None

@@ -488,14 +488,6 @@ class History:
                 deliveries.c.owner == _sender()).values(owner=None))
         self._run(release)
 
-    def unfinished_deliveries(self, report: str) -> list[date]:
-        """Editions with a message claimed by a process that died before it finished sending."""
-        def get(conn: sa.Connection) -> list[tuple[str, str | None]]:
-            return conn.execute(sa.select(deliveries.c.edition_date, deliveries.c.owner).where(
-                deliveries.c.report == report, deliveries.c.status.in_(("sending", "pending")))).all()
-        rows = self._run(get, readonly=True)
-        return sorted({date.fromisoformat(day) for day, who in rows if not (who and owner_alive(who))})
-
     def record_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
                         status: str, attempts: int, reply: str | None, now: datetime,
                         message_id: str | None = None, sha256: str | None = None, forced: bool = False,
