@@ -362,3 +362,52 @@ def send(ctx: click.Context, report_id: str, day: datetime | None, to: tuple[str
     when = day.date() if day else edition_date(report, ctx.obj["clock"])
     _deliver(ctx, project, report, when, _checked_history(project), to=to, force=force,
              outbox=Path(outbox).resolve() if outbox else None)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable fields) instead of text.")
+@click.pass_context
+@_handles_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Exit 1 if a report needs attention: a failed last run, undelivered mail past its window, an overdue slot.
+
+    For a monitoring check, or cron with MAILTO. A state that cannot be used is an error (exit 1) too.
+    """
+    import json  # noqa: PLC0415
+
+    from .schedule.health import describe  # noqa: PLC0415
+    from .schedule.health import status as health  # noqa: PLC0415
+
+    project = _project(ctx)
+    found = health(project, _checked_history(project), ctx.obj["clock"]())
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+    else:
+        for report in found["reports"]:
+            for line in describe(report):
+                click.echo(line)
+    if not found["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+@_handles_errors
+def adopt(ctx: click.Context) -> None:
+    """Rebuild a lost history from the editions in output/ and their delivery records.
+
+    Records each edition the history does not know as a successful run, and each delivery its
+    deliveries.json lists as sent, so that nothing is rendered or mailed a second time.
+    """
+    from .schedule.lock import SchedulerLock  # noqa: PLC0415
+    from .state.adopt import adopt as adopt_editions  # noqa: PLC0415
+    from .state.history import check_writable  # noqa: PLC0415
+
+    project = _project(ctx)
+    check_writable(project.state_path)
+    with SchedulerLock(project.state_path):  # no scheduler may run on a history being rebuilt
+        history = _history(project)
+        history.check()
+        done = adopt_editions(project, history, ctx.obj["clock"]())
+    click.echo(f"adopted {done.editions} edition(s) and {done.deliveries} delivery record(s) from {project.output_dir}"
+               + (f"; {done.skipped} edition(s) were already in the history" if done.skipped else ""))
