@@ -187,7 +187,7 @@ class _Deadline:
     def describe(self) -> str:
         return f"the time limit of {_seconds(self.seconds)} ([email] time_limit) ran out"
 
-    def adopt(self, conn: smtplib.SMTP, raw: socket.socket) -> None:
+    def track(self, conn: smtplib.SMTP, raw: socket.socket) -> None:
         with self._lock:
             self._conn, self._raw = conn, raw
         if self.expired:
@@ -236,7 +236,7 @@ class _Timeouts:
         connect = max(min(self._connect_timeout, self._deadline.remaining()), 0.001)
         sock = super()._get_socket(host, port, connect)  # type: ignore[misc]
         sock.settimeout(timeout)
-        self._deadline.adopt(self, sock)  # type: ignore[arg-type]
+        self._deadline.track(self, sock)  # type: ignore[arg-type]
         return sock
 
 
