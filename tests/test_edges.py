@@ -251,9 +251,10 @@ def test_bad_headers_in_the_email_table_are_refused_with_the_key(tmp_path, setti
     text = config_path.read_text(encoding="utf-8").replace('from = "Reporter <briefings@example.org>"\n', "")
     config_path.write_text(text + ('from = "Reporter <briefings@example.org>"\n' if "from" not in settings else "")
                            + settings + "\n", encoding="utf-8")
-    result = cli(config_path, "validate")
-    assert result.returncode == 1
-    assert result.stderr == f"error: {config_path}:{expected}\n"
+    for command in ("list", "validate"):  # refused when the config is read, by any command
+        result = cli(config_path, command)
+        assert result.returncode == 1
+        assert result.stderr == f"error: {config_path}:{expected}\n"
 
 
 # --- 7. Recipients that cannot be mailed: the exact message, exit 1, nothing written ----------------
@@ -343,7 +344,7 @@ def test_a_server_that_never_greets_is_reported_as_silent_within_the_reply_timeo
         result, took = deliver_to(edition, tmp_path, SmtpSettings("smtp", "127.0.0.1", port, timeout=0.5), attempts=2)
     (outcome,) = result.outcomes
     assert outcome.describe() == f"failed: 127.0.0.1:{port} did not answer within 0.5 s (gave up after 2 attempts)"
-    assert 1.0 <= took < 3
+    assert 0.9 <= took < 5  # two replies awaited, not 2 × 30 s
 
 
 def test_a_server_that_goes_silent_after_data_may_have_the_message_and_the_retry_has_the_same_id(tmp_path, edition):
@@ -388,7 +389,7 @@ def test_a_connection_nobody_answers_is_bounded_by_the_connect_timeout(tmp_path,
         result, took = deliver_to(edition, tmp_path, smtp)
     assert result.outcomes[0].describe() == (
         f"failed: cannot connect to 127.0.0.1:{port} within 0.3 s (no answer to the connection) (gave up after 1 attempt)")
-    assert took < 2
+    assert took < 5
 
 
 def test_one_delivery_never_outlasts_the_time_limit(tmp_path, edition):
@@ -396,7 +397,7 @@ def test_one_delivery_never_outlasts_the_time_limit(tmp_path, edition):
         result, took = deliver_to(edition, tmp_path, SmtpSettings("smtp", "127.0.0.1", port, timeout=30),
                                   attempts=4, backoff_seconds=0, time_limit=1.0)
     assert result.outcomes[0].describe() == "failed: not sent: the time limit of 1 s ([email] time_limit) ran out"
-    assert 1.0 <= took < 2.5
+    assert 0.9 <= took < 5  # not 4 × 30 s
 
 
 def test_the_timeouts_are_set_in_the_email_table(tmp_path, edition):
@@ -588,33 +589,37 @@ def test_a_failed_render_is_told_once_to_on_failure_in_the_reports_language(tmp_
     assert "r render 2025-11-03T08:00 ops@example.org sent 1 250 2.0.0 OK" in shown
 
 
-def test_a_rejected_delivery_is_told_to_on_failure_and_shows_in_status(tmp_path, edition):
+def test_a_delivery_that_keeps_failing_is_told_to_on_failure_once(tmp_path, edition):
+    import json
+
     config_path = project(tmp_path, report='on_failure = "ops@example.org"')
     record(tmp_path, edition)
     handler = Recorder()
-    handler.refuse["desk@example.org"] = "550 5.1.1 <desk@example.org>: no such user"
+    handler.refuse["desk@example.org"] = "451 4.2.1 mailbox busy, try later"
     with smtp_server(handler) as controller:
-        result = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:01:00+05:00"))
-    assert result.returncode == 1
-    assert result.stdout == "r 2025-11-03 retry: partly delivered (1 sent, 1 rejected)\n"
-    received = handler.parsed()
-    assert sorted(received) == ["analyst@example.org", "ops@example.org"]
-    text = received["ops@example.org"].get_content().replace("\r\n", "\n")
-    assert "desk@example.org: rejected: 550 5.1.1 <desk@example.org>: no such user" in text
+        first = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:01:00+05:00"))
+        assert (first.returncode, first.stdout) == (1, "r 2025-11-03 retry: partly delivered (1 sent, 1 failed)\n")
+        second = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:02:00+05:00"))
+        assert (second.returncode, second.stdout) == (1, "r 2025-11-03 retry: not delivered (1 failed)\n")
+        # Still inside retry_for: retried, so not yet a problem for a monitor.
+        checked = cli(config_path, "status", "--json", env=env(now="2025-11-03T08:03:00+05:00"))
+        assert checked.returncode == 0, checked.stdout
+        (report,) = json.loads(checked.stdout)["reports"]
+        assert report["deliveries"] == {"edition_date": "2025-11-03", "sent": 1, "unchanged": 0, "pending": 0,
+                                        "sending": 0, "failed": 1, "rejected": 0,
+                                        "retry_until": "2025-11-05T03:00:30+00:00", "past_window": False}
+        assert report["notices"] == {"sent": 1, "pending": 0, "failed": 0, "rejected": 0}
+        del handler.refuse["desk@example.org"]
+        third = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:04:00+05:00"))
+        assert (third.returncode, third.stdout) == (0, "r 2025-11-03 retry: delivered (1 sent)\n")
+    to = [rcpts[0] for rcpts, _content in handler.messages]
+    assert to == ["analyst@example.org", "ops@example.org", "desk@example.org"]  # one notice for two failures
+    notice = handler.parsed()["ops@example.org"]
+    text = notice.get_content().replace("\r\n", "\n")
+    assert normalise(notice["Subject"]) == "Не доставлено: Казахстан — США, 3 ноября 2025 г."
+    assert "desk@example.org: failed: 451 4.2.1 mailbox busy, try later (gave up after 1 attempt)" in text
     assert f"reporter --config {config_path} send r --date 2025-11-03\n" in text
     assert "до 2025-11-05 08:00 (Asia/Almaty)" in normalise(text)  # retried automatically until then (2 days)
-
-    checked = cli(config_path, "status", "--json", env=env(now="2025-11-03T08:02:00+05:00"))
-    assert checked.returncode == 1
-    import json
-
-    (report,) = json.loads(checked.stdout)["reports"]
-    assert report["problems"] == ["1 message(s) of the edition of 2025-11-03 rejected: desk@example.org: "
-                                  "550 5.1.1 <desk@example.org>: no such user"]
-    assert report["deliveries"] | {} == {"edition_date": "2025-11-03", "sent": 1, "unchanged": 0, "pending": 0,
-                                         "sending": 0, "failed": 0, "rejected": 1,
-                                         "retry_until": "2025-11-05T03:00:30+00:00", "past_window": False}
-    assert report["notices"] == {"sent": 1, "pending": 0, "failed": 0, "rejected": 0}
 
 
 def test_status_for_a_monitor(tmp_path, edition):
@@ -646,6 +651,20 @@ def test_status_for_a_monitor(tmp_path, edition):
     assert failed.stdout.splitlines() == [
         "r: ATTENTION; last run 2025-11-10T08:00 failed; next run 2025-11-17T08:00:00+05:00",
         "  - the last scheduled run (2025-11-10T08:00) failed: data/kz-us/facts.csv:line 2: broken"]
+    # A message refused for good (5xx) needs a person too.
+    history = History.at(state)
+    run_id = history.start_run("r", date(2025, 11, 17), "run-due", WRITTEN, "2025-11-17T08:00")
+    history.finish_run(run_id, "ok", WRITTEN)
+    history.record_delivery("r", date(2025, 11, 17), "en", "desk@example.org", kind="to", status="rejected", attempts=1,
+                            reply="550 5.1.1 no such user", now=WRITTEN)
+    history.set_evaluated_until("r", datetime(2025, 11, 17, 3, 0, 30, tzinfo=timezone.utc))
+    history.close()
+    project(tmp_path)  # now with recipients
+    rejected = cli(config_path, "status", env=env(now="2025-11-17T09:00:00+05:00"))
+    assert rejected.returncode == 1
+    assert rejected.stdout.splitlines() == [
+        "r: ATTENTION; last run 2025-11-17T08:00 ok; edition 2025-11-17: 1 rejected; next run 2025-11-24T08:00:00+05:00",
+        "  - 1 message(s) of the edition of 2025-11-17 rejected: desk@example.org: 550 5.1.1 no such user"]
 
 
 def test_the_service_retries_between_slots_when_the_mail_server_comes_back(tmp_path, edition):
