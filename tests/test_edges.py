@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -131,12 +131,12 @@ def cli(config_path: Path, *args: str, **kwargs):
 
 
 def ledger(folder: Path) -> dict[tuple[str, str], str]:
-    with sqlite3.connect(folder / "state" / "history.sqlite") as db:
+    with closing(sqlite3.connect(folder / "state" / "history.sqlite")) as db:
         return {(lang, who): status for lang, who, status in db.execute("SELECT lang, recipient, status FROM deliveries")}
 
 
 def replies(folder: Path) -> dict[str, str]:
-    with sqlite3.connect(folder / "state" / "history.sqlite") as db:
+    with closing(sqlite3.connect(folder / "state" / "history.sqlite")) as db:
         return dict(db.execute("SELECT recipient, reply FROM deliveries"))
 
 
@@ -477,7 +477,7 @@ def _damaged_history(folder: Path) -> Path:
         history.finish_run(run_id, "failed", WRITTEN, error=f"failure number {n} " + "x" * 200)
     history.set_evaluated_until("r", WRITTEN)
     history.close()
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         pages = db.execute("PRAGMA page_count").fetchone()[0]
@@ -537,6 +537,32 @@ def test_a_read_only_state_folder_is_a_clear_error_for_every_command_that_writes
                 f"error: {state}: the state folder {state.parent} is not writable ({reason}); the history, its journal "
                 "and the scheduler lock live there: make it writable, or set `state` in [project] to a writable place\n")
     assert set(ledger(tmp_path).values()) == {"pending"}
+
+
+def test_a_state_folder_without_space_is_a_clear_error_at_start_up(tmp_path, edition):
+    config_path = project(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root to mount a small file system")
+    try:
+        record(tmp_path, edition)
+        with (folder / "filler").open("wb", buffering=0) as filler:
+            try:
+                while filler.write(b"\0" * 4096):
+                    pass
+            except OSError:
+                pass  # the disk is full
+        for command in (["run-due"], ["run"], ["status"]):
+            result = cli(config_path, *command, env=env(now="2025-11-03T08:01:00+05:00"), timeout=60)
+            assert (result.returncode, result.stderr) == (1, (
+                f"error: {folder / 'history.sqlite'}: the state folder {folder} has no space left; free some, "
+                "or set `state` in [project] to another place\n")), command
+        (folder / "filler").unlink()
+        assert set(ledger(tmp_path).values()) == {"pending"}
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_an_immutable_history_stops_the_service_at_start_up(tmp_path, edition):

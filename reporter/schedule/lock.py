@@ -6,6 +6,7 @@ manual clean-up; the holder's pid is written into the file only to name it in th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -31,8 +32,13 @@ class SchedulerLock:
             os.close(fd)
             raise StateError([Problem(str(self.path), "", f"another scheduler (pid {holder}) is already running "
                                       "for this state; stop it first, or use another state file")]) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:  # a full disk: the lock holds, only the name of its holder is missing
+            if exc.errno != errno.ENOSPC:
+                os.close(fd)
+                raise StateError([Problem(str(self.path), "", f"cannot write the scheduler lock: {exc.strerror}")]) from None
         self._fd = fd
         return self
 

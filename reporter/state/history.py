@@ -183,14 +183,21 @@ def check_writable(path: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StateError([Problem(str(path), "", f"cannot create its folder: {exc.strerror}")]) from None
+    probe = None
     try:
         fd, probe = tempfile.mkstemp(prefix=".reporter-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"\0" * 4096)  # a page: an empty file would fit on a full disk
     except OSError as exc:
-        raise StateError([Problem(str(path), "", f"the state folder {folder} is not writable ({exc.strerror}); the "
-                                  "history, its journal and the scheduler lock live there: make it writable, or "
-                                  "set `state` in [project] to a writable place")]) from None
+        if exc.errno == errno.ENOSPC:
+            message = f"the state folder {folder} has no space left; free some, or set `state` in [project] to another place"
+        else:
+            message = (f"the state folder {folder} is not writable ({exc.strerror}); the history, its journal and the "
+                       "scheduler lock live there: make it writable, or set `state` in [project] to a writable place")
+        raise StateError([Problem(str(path), "", message)]) from None
+    finally:
+        if probe:
+            Path(probe).unlink(missing_ok=True)
     for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
         try:
             os.close(os.open(file, os.O_RDWR))
