@@ -169,7 +169,7 @@ def test_without_smtp_settings_every_recipient_waits_in_the_ledger_and_gets_it_o
 
 
 def test_undelivered_mail_is_retried_within_retry_for_then_given_up_and_status_says_so(tmp_path, edition):
-    config_path = project(tmp_path, email_settings='retry_for = "1h"')
+    config_path = project(tmp_path, report='on_failure = ["ops@example.org"]', email_settings='retry_for = "1h"')
     record(tmp_path, edition)
     within = cli(config_path, "status", env=env(now="2025-11-03T08:30:00+05:00"))
     assert within.returncode == 0, within.stdout + within.stderr
@@ -190,12 +190,21 @@ def test_undelivered_mail_is_retried_within_retry_for_then_given_up_and_status_s
         "`reporter send r --date 2025-11-03` sends them"]
     handler = Recorder()
     with smtp_server(handler) as controller:
-        # Given up: a later run sends nothing by itself, a person does.
+        # Given up: a later run sends the recipients nothing by itself (a person does), but it
+        # does tell on_failure, whose notice had to wait for a mail server.
         again = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T09:32:00+05:00"))
-        assert again.returncode == 0 and again.stdout == "" and handler.messages == []
+        assert again.returncode == 0 and again.stdout == ""
+        assert list(handler.parsed()) == ["ops@example.org"]
         by_hand = cli(config_path, "send", "r", "--date", "2025-11-03", env=env(controller.port, "2025-11-03T09:33:00+05:00"))
         assert by_hand.returncode == 0, by_hand.stderr
-    assert sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org"]
+    assert sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "ops@example.org"]
+    notice = handler.parsed()["ops@example.org"]
+    text = normalise(notice.get_content())
+    assert normalise(notice["Subject"]) == "Не доставлено: Казахстан — США, 3 ноября 2025 г."
+    assert text.startswith("Выпуск Казахстан — США: C5+1 (r) от 3 ноября 2025 г. так и не получили все адресаты, а "
+                           "срок retry_for истёк: автоматически он больше не отправляется. Ошибка: "
+                           "analyst@example.org: never sent desk@example.org: never sent Чтобы повторить вручную: "
+                           f"reporter --config {config_path} send r --date 2025-11-03 --")
     assert cli(config_path, "status", env=env(now="2025-11-03T09:34:00+05:00")).returncode == 0
 
 

@@ -1,11 +1,12 @@
 """Failure notices: a short plain-text message to a report's ``on_failure`` addresses.
 
-When a scheduled run of a report fails (its render, or the delivery of its edition), the people
-named in ``on_failure`` are told, in the report's first language: what failed, the error, and
-the exact command that retries it. Each notice is queued in the history before it is sent and
-sent once; one that could not be sent (the mail server is the problem) is retried with the
-undelivered editions, and a delivery notice that is no longer true when its turn comes (the
-retry delivered everything) is dropped as ``resolved``.
+When a scheduled run of a report fails (its render, or the delivery of its edition, and again
+when retry_for runs out with messages still undelivered), the people named in ``on_failure``
+are told, in the report's first language: what failed, the error, and the exact command that
+retries it. Each notice is queued in the history before it is sent and sent once; one that
+could not be sent (the mail server is the problem) is retried with the undelivered editions,
+and a delivery notice that is no longer true when its turn comes (the retry delivered
+everything) is dropped as ``resolved``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-RENDER, DELIVERY = "render", "delivery"
+RENDER, DELIVERY, EXPIRED = "render", "delivery", "expired"
 
-_WHAT = {RENDER: N_("Scheduled run failed"), DELIVERY: N_("Not delivered")}
+_WHAT = {RENDER: N_("Scheduled run failed"), DELIVERY: N_("Not delivered"), EXPIRED: N_("Not delivered")}
 _RENDER_TEXT = N_("The scheduled run %(slot)s of %(report)s failed: the edition of %(date)s was not made and not sent.")
 _DELIVERY_TEXT = N_("The edition of %(date)s of %(report)s did not reach everyone it should.")
+_EXPIRED_TEXT = N_("The edition of %(date)s of %(report)s still did not reach everyone when retry_for ran out: "
+                   "it is no longer sent automatically.")
 _ERROR = N_("Error:")
 _AUTOMATIC = N_("Undelivered messages are retried automatically until %(time)s.")
 _COMMAND = N_("To retry by hand:")
@@ -71,7 +74,8 @@ def _message(project: Project, report: Report, notice: NoticeRecord, now: dateti
     if notice.kind == RENDER:
         lines.append(lang.gettext(_RENDER_TEXT) % {"slot": notice.about, "report": named, "date": lang.date(day)})
     else:
-        lines.append(lang.gettext(_DELIVERY_TEXT) % {"date": lang.date(day), "report": named})
+        text = _EXPIRED_TEXT if notice.kind == EXPIRED else _DELIVERY_TEXT
+        lines.append(lang.gettext(text) % {"date": lang.date(day), "report": named})
     lines += ["", lang.gettext(_ERROR), *(f"  {line}" for line in notice.error.splitlines()), ""]
     if notice.kind == DELIVERY and retry_until is not None and retry_until > now:
         moment = retry_until.astimezone(report.timezone)
@@ -110,7 +114,7 @@ def send_notices(project: Project, history: History, *, now: Clock, smtp: SmtpSe
                                   reply=f"gave up after retry_for: {notice.reply or 'not sent'}")
             continue
         day = date.fromisoformat(notice.edition_date)
-        if notice.kind == DELIVERY and not _still_undelivered(history, report, day):
+        if notice.kind in (DELIVERY, EXPIRED) and not _still_undelivered(history, report, day):
             history.record_notice(notice, status="resolved", attempts=notice.attempts, now=moment,
                                   reply="everyone got the edition before the notice could be sent")
             continue

@@ -191,6 +191,10 @@ class ScheduledDelivery:
             self.history.note_undelivered(report.id, day, [(row.lang, row.recipient)],
                                           f"{GAVE_UP} after retry_for ({window}): {row.reply or 'never sent'}",
                                           self.now(), status="failed")
+        if fresh and report.on_failure:
+            notify.queue(self.project, report, self.history, kind=notify.EXPIRED, about=day.isoformat(), day=day,
+                         error="\n".join(f"{row.recipient}: {row.reply or 'never sent'}" for row in _in_order(report, fresh)),
+                         now=self.now())
         if fresh:
             log.error("%s %s: gave up on %d undelivered message(s): retry_for (%s) has passed since the edition was "
                       "written; `reporter send %s --date %s` sends them by hand", report.id, day, len(fresh), window,
@@ -207,3 +211,9 @@ class ScheduledDelivery:
             log.error("failure notices not sent: %s", exc)
         except Exception:  # noqa: BLE001 - telling about a failure must not become one
             log.exception("failure notices not sent")
+
+
+def _in_order(report: Report, rows: list[DeliveryRecord]) -> list[DeliveryRecord]:
+    """Rows in the order the config lists their recipients."""
+    order = {r.email.lower(): i for i, r in enumerate(report.recipients)}
+    return sorted(rows, key=lambda row: order.get(row.recipient, len(order)))

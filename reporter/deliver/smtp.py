@@ -289,8 +289,8 @@ def _classify_connection_error(exc: Exception, smtp: SmtpSettings, where: str, c
     # Ordered from specific to general: smtplib's and ssl's exceptions are OSErrors too.
     if _timed_out(exc):
         if phase == "connect" and isinstance(exc, TimeoutError):
-            return _Transient(f"cannot connect to {where} within {_seconds(smtp.connect_timeout)} (no answer to the connection)")
-        return _Transient(f"{where} did not answer within {_seconds(smtp.timeout)}")
+            return _Transient(f"cannot connect to {where} within {smtp.connect_timeout:g} s (no answer to the connection)")
+        return _Transient(f"{where} did not answer within {smtp.timeout:g} s")
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = f"is {ca_file} the right CA?" if ca_file else "for a private CA, set [email] ca_file"
         return _Permanent(f"the certificate of {where} could not be verified ({exc.verify_message}; {hint})")
@@ -343,7 +343,7 @@ def _transmit(conn: smtplib.SMTP, sender: str, letter: Letter, smtp: SmtpSetting
                     code, text = exc.smtp_code, exc.smtp_error
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
         if _timed_out(exc):
-            reply = f"{where} did not answer within {_seconds(smtp.timeout)}"
+            reply = f"{where} did not answer within {smtp.timeout:g} s"
             if stage == "data":
                 # The unavoidable window: the server may have stored it and not said so yet.
                 reply += " while taking the message (it may have arrived; a retry carries the same Message-ID)"

@@ -143,7 +143,9 @@ class Service:
     def close(self) -> None:
         self._stop_retrying.set()
         if self._retrier is not None:
-            self._retrier.join(timeout=self.project.email.time_limit + 5)
+            # Not the whole time_limit: a stop must stay prompt. A message cut off here is left
+            # claimed by a dead process, and the next start sends it.
+            self._retrier.join(timeout=10)
         self._threads.shutdown(wait=True)
 
 

@@ -88,7 +88,8 @@ deliveries = sa.Table(
 notices = sa.Table(
     "notices", metadata,
     sa.Column("report", sa.String, primary_key=True),
-    sa.Column("kind", sa.String, primary_key=True, doc="render (a scheduled render failed) | delivery"),
+    sa.Column("kind", sa.String, primary_key=True, doc="render (a scheduled render failed) | delivery (not delivered to everyone)"
+              " | expired (still not, when retry_for ran out)"),
     sa.Column("about", sa.String, primary_key=True, doc="the slot (render) or the edition date (delivery)"),
     sa.Column("recipient", sa.String, primary_key=True, doc="an on_failure address"),
     sa.Column("edition_date", sa.String, nullable=False),
