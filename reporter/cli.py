@@ -248,7 +248,6 @@ def _scheduler_state(ctx: click.Context, project) -> Iterator[Any]:
     """
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
     from .pipeline.write import remove_stale_parts  # noqa: PLC0415
-
     from .state.history import check_writable  # noqa: PLC0415
 
     check_writable(project.state_path)  # before the lock, whose file lives in the same folder
@@ -306,10 +305,9 @@ def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int
 @_handles_errors
 def validate(ctx: click.Context) -> None:
     """Check config, datasets, templates and catalogues; list every problem."""
-    from .pipeline.validate import validate_project  # noqa: PLC0415
-
     from .deliver.compose import header_problems  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
+    from .pipeline.validate import validate_project  # noqa: PLC0415
 
     project = _project(ctx)
     problems = []
