@@ -98,6 +98,22 @@ def _history(project):
     return History.at(project.state_path)
 
 
+def _checked_history(project, *, locked: bool = False):
+    """The history for a command that writes it or sends mail, checked first, so that it fails at
+    once with one clear line rather than later, half-way: a state folder or file that cannot be
+    written (read-only, immutable), a damaged page anywhere in the file (``PRAGMA quick_check``),
+    or a history that lost what the editions on disk show was done (``reporter adopt``)."""
+    from .state.adopt import check_not_lost  # noqa: PLC0415
+    from .state.history import check_writable  # noqa: PLC0415
+
+    if not locked:
+        check_writable(project.state_path)
+    history = _history(project)
+    history.check()
+    check_not_lost(project, history)
+    return history
+
+
 @main.command()
 @click.argument("report_id", metavar="REPORT")
 @click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -168,14 +184,14 @@ def _service(ctx: click.Context, project, history, workers: int | None):
 
     pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
                        log_json=ctx.obj["log_json"])
-    return Service(project, history, pool, ctx.obj["clock"], deliver=_deliverer(ctx, project, history))
+    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history))
 
 
-def _deliverer(ctx: click.Context, project, history):
-    """What a scheduled run does after a successful render: deliver it to the report's recipients."""
-    from .deliver.delivery import deliver_scheduled  # noqa: PLC0415
+def _delivery(ctx: click.Context, project, history):
+    """What scheduled runs do about email: deliver each edition, retry, tell ``on_failure``."""
+    from .deliver.scheduled import ScheduledDelivery  # noqa: PLC0415
 
-    return lambda report, day: deliver_scheduled(project, report, day, history, now=ctx.obj["clock"])
+    return ScheduledDelivery(project, history, now=ctx.obj["clock"])
 
 
 @main.command()
@@ -192,7 +208,10 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
     with _scheduler_state(ctx, project) as history:
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
                  len([r for r in project.reports.values() if r.schedule]), project.state_path)
-        serve(_service(ctx, project, history, workers), stop_grace=stop_timeout)
+        service = _service(ctx, project, history, workers)
+        # Between slots too: a mail server that comes back gets what waited, within retry_for.
+        service.start_retrying(project.email.retry_every)
+        serve(service, stop_grace=stop_timeout)
 
 
 @main.command("run-due")
@@ -205,16 +224,18 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
     with _scheduler_state(ctx, project) as history:
         service = _service(ctx, project, history, workers)
         try:
-            service.resume_deliveries()
+            retried = service.resume_deliveries()
             results = service.due(trigger="run-due")
         finally:
             service.executor.close(grace=0)
             service.close()
-    if not results:
+    if not results and not retried:
         log.info("nothing due")
+    for report_id, day, outcome in retried:
+        click.echo(f"{report_id} {day.isoformat()} retry: {outcome.summary}")
     for slot, status in results:
         click.echo(f"{slot.report} {slot.key} {status}")
-    if any(status != "ok" for _slot, status in results):
+    if any(status != "ok" for _slot, status in results) or any(not outcome.ok for *_, outcome in retried):
         sys.exit(1)
 
 
@@ -227,9 +248,11 @@ def _scheduler_state(ctx: click.Context, project) -> Iterator[Any]:
     """
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
     from .pipeline.write import remove_stale_parts  # noqa: PLC0415
+    from .state.history import check_writable  # noqa: PLC0415
 
+    check_writable(project.state_path)  # before the lock, whose file lives in the same folder
     with SchedulerLock(project.state_path):
-        history = _history(project)
+        history = _checked_history(project, locked=True)
         for run_id, report_id, day in history.abandon_running(ctx.obj["clock"]()):
             log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
             for part in remove_stale_parts(project.output_dir / report_id / day):
@@ -254,9 +277,11 @@ def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int
     ledger = _history(project)
     runs = ledger.runs(report_id, limit=limit)
     deliveries = ledger.deliveries(report_id)
+    notices = ledger.notices(report_id)
     if as_json:
         click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs],
-                               "deliveries": [dataclasses.asdict(d) for d in deliveries]}, ensure_ascii=False, indent=2))
+                               "deliveries": [dataclasses.asdict(d) for d in deliveries],
+                               "notices": [dataclasses.asdict(n) for n in notices]}, ensure_ascii=False, indent=2))
         return
     click.echo(f"{'run':>5}  {'report':10} {'edition':10}  {'slot':16}  {'trigger':8}  {'status':9}  {'started (UTC)':19}  files  error")
     for r in runs:
@@ -267,7 +292,12 @@ def history(ctx: click.Context, report_id: str | None, as_json: bool, limit: int
         click.echo("")
         click.echo(f"{'report':10} {'edition':10}  {'lang':4}  {'recipient':32}  {'status':9}  {'tries':>5}  reply")
         for d in deliveries:
-            click.echo(f"{d.report:10} {d.edition_date:10}  {d.lang:4}  {d.recipient:32}  {d.status:9}  {d.attempts:>5}  {(d.reply or '')[:60]}")
+            click.echo(f"{d.report:10} {d.edition_date:10}  {d.lang:4}  {d.recipient:32}  {d.status:9}  {d.attempts:>5}  {(d.reply or '')[:100]}")
+    if notices:
+        click.echo("")
+        click.echo(f"{'report':10} {'failure notice':27}  {'to':32}  {'status':9}  {'tries':>5}  reply")
+        for n in notices:
+            click.echo(f"{n.report:10} {n.kind + ' ' + n.about:27}  {n.recipient:32}  {n.status:9}  {n.attempts:>5}  {(n.reply or '')[:100]}")
 
 
 @main.command()
@@ -277,13 +307,23 @@ def validate(ctx: click.Context) -> None:
     """Check config, datasets, templates and catalogues; list every problem.
 
     Also finds what a render would lose silently: charts and tables never placed, sections
-    empty in a language, untranslated strings. Warnings (a dataset no report uses, a chart
-    whose numbers cite no source) do not fail it.
+    empty in a language, untranslated strings, email headers that could not be sent. Warnings
+    (a dataset no report uses, a chart whose numbers cite no source) do not fail it.
     """
+    from .deliver.compose import header_problems  # noqa: PLC0415
+    from .errors import ReporterError  # noqa: PLC0415
     from .pipeline.validate import validate_project  # noqa: PLC0415
 
     project = _project(ctx)
-    for warning in validate_project(project):
+    problems, warnings = [], []
+    try:
+        warnings = validate_project(project)
+    except ReporterError as exc:
+        problems += exc.problems
+    problems += header_problems(project)  # every email header, rendered as it will be sent
+    if problems:
+        raise ReporterError(problems)
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"ok: {len(project.reports)} report(s) in {project.path}")
 
@@ -372,5 +412,54 @@ def send(ctx: click.Context, report_id: str, day: datetime | None, to: tuple[str
     project = _project(ctx)
     report = project.report(report_id)
     when = day.date() if day else edition_date(report, ctx.obj["clock"])
-    _deliver(ctx, project, report, when, _history(project), to=to, force=force,
+    _deliver(ctx, project, report, when, _checked_history(project), to=to, force=force,
              outbox=Path(outbox).resolve() if outbox else None)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable fields) instead of text.")
+@click.pass_context
+@_handles_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Exit 1 if a report needs attention: a failed last run, undelivered mail past its window, an overdue slot.
+
+    For a monitoring check, or cron with MAILTO. A state that cannot be used is an error (exit 1) too.
+    """
+    import json  # noqa: PLC0415
+
+    from .schedule.health import describe  # noqa: PLC0415
+    from .schedule.health import status as health  # noqa: PLC0415
+
+    project = _project(ctx)
+    found = health(project, _checked_history(project), ctx.obj["clock"]())
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+    else:
+        for report in found["reports"]:
+            for line in describe(report):
+                click.echo(line)
+    if not found["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+@_handles_errors
+def adopt(ctx: click.Context) -> None:
+    """Rebuild a lost history from the editions in output/ and their delivery records.
+
+    Records each edition the history does not know as a successful run, and each delivery its
+    deliveries.json lists as sent, so that nothing is rendered or mailed a second time.
+    """
+    from .schedule.lock import SchedulerLock  # noqa: PLC0415
+    from .state.adopt import adopt as adopt_editions  # noqa: PLC0415
+    from .state.history import check_writable  # noqa: PLC0415
+
+    project = _project(ctx)
+    check_writable(project.state_path)
+    with SchedulerLock(project.state_path):  # no scheduler may run on a history being rebuilt
+        history = _history(project)
+        history.check()
+        done = adopt_editions(project, history, ctx.obj["clock"]())
+    click.echo(f"adopted {done.editions} edition(s) and {done.deliveries} delivery record(s) from {project.output_dir}"
+               + (f"; {done.skipped} edition(s) were already in the history" if done.skipped else ""))

@@ -57,6 +57,32 @@ def valid_address(text: str) -> bool:
     except (HeaderParseError, ValueError, IndexError):
         return False
     return True
+
+
+# Header values. RFC 5322 allows 998 characters on a line; mail clients cut a subject or a name
+# long before that, and an address is at most 254 characters on the SMTP envelope (RFC 5321).
+HEADER_LIMIT = 250
+ADDRESS_LIMIT = 254
+_LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def header_problem(text: str, what: str, limit: int = HEADER_LIMIT) -> str | None:
+    """Why ``text`` cannot be a header value (``what``: "a subject", "a name"), or None.
+
+    A line break would end the header and start another (header injection), and Python's email
+    package refuses it with an exception at send time; other control characters are garbled by
+    mail clients. Checked when the config is loaded and again on the rendered subject.
+    """
+    if any(c in _LINE_BREAKS for c in text):
+        return f"expected {what} on one line"
+    control = next((c for c in text if ord(c) < 32 or 127 <= ord(c) < 160), None)
+    if control is not None:
+        return f"contains a control character (U+{ord(control):04X})"
+    if len(text) > limit:
+        return f"is {len(text)} characters long; at most {limit}"
+    return None
+
+
 CHART_KINDS = ("bars", "series", "compare", "shares", "timeline")
 # Whole-string rules (fullmatch): "weekly\n" is not an id, and an id never names a path.
 REPORT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -138,6 +164,11 @@ class EmailSettings:
     ca_file: Path | None = None
     attempts: int = 4
     backoff_seconds: float = 2.0
+    connect_timeout: float = 10.0  # to open the connection (and finish TLS for smtps)
+    reply_timeout: float = 30.0  # for each reply of the server, and to take each block of the message
+    time_limit: float = 600.0  # one delivery of one edition, every attempt and pause included
+    retry_for: float = 2 * 86400.0  # scheduled retries of undelivered messages, from when the edition was written
+    retry_every: float = 600.0  # how often ``reporter run`` retries them between slots
 
 
 @dataclass(frozen=True)
@@ -165,6 +196,7 @@ class Report:
     short_title: dict[str, str] = field(default_factory=dict)
     recipients: tuple[Recipient, ...] = ()
     send_if: str = "always"
+    on_failure: tuple[str, ...] = ()  # told when a scheduled run of this report fails
 
     def narrative_for(self, lang: str) -> str:
         return self.narrative.replace("{lang}", lang)
@@ -297,10 +329,11 @@ def _kind(value: Any) -> str:
 REPORT_KEYS = {
     "title", "datasets", "layout", "narrative", "languages", "formats", "timezone",
     "schedule", "sections", "charts", "tables", "key_figures", "timeline", "catch_up", "grace",
-    "timeout", "short_title", "recipients", "recipients_file", "send_if",
+    "timeout", "short_title", "recipients", "recipients_file", "send_if", "on_failure",
 }
 PROJECT_KEYS = {"data", "templates", "output", "locale", "locales", "state", "workers", "max_tasks_per_worker"}
-EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff"}
+EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff", "connect_timeout",
+              "reply_timeout", "time_limit", "retry_for", "retry_every"}
 RECIPIENT_KEYS = {"email", "name", "lang", "kind"}
 SECTION_KEYS = {"id", "title", "charts", "tables"}
 TABLE_KEYS = {"resource", "columns", "headers", "title", "units", "where"}
@@ -388,16 +421,16 @@ def _declared_languages(reports: Any) -> set[str]:
 
 def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailSettings:
     table = check.table(raw, "email", EMAIL_KEYS)
-    sender = table.get("from", "")
-    if sender and not (isinstance(sender, str) and valid_address(_addr_spec(sender))):
-        check.problem("email.from", f"{sender!r} is not an email address")
-    reply_to = table.get("reply_to", "")
-    if reply_to and not (isinstance(reply_to, str) and valid_address(_addr_spec(reply_to))):
-        check.problem("email.reply_to", f"{reply_to!r} is not an email address")
+    sender = _mailbox(check, table.get("from", ""), "email.from")
+    reply_to = _mailbox(check, table.get("reply_to", ""), "email.reply_to")
     subject = {}
     if "subject" in table:
         subject = check.per_language(table["subject"], "email.subject", tuple(sorted(languages)))
-        for lang, text in subject.items():
+        for lang, text in list(subject.items()):
+            if problem := header_problem(text, "a subject"):
+                check.problem(f"email.subject.{lang}", problem)
+                del subject[lang]
+                continue
             unknown = set(re.findall(r"{(\w*)}", text)) - {"title", "date", "report"}
             if unknown:
                 check.problem(f"email.subject.{lang}", f"unknown placeholder(s) {', '.join(sorted(unknown))} (use {{title}}, {{date}}, {{report}})")
@@ -411,9 +444,35 @@ def _email(check: _Checker, raw: Any, root: Path, languages: set[str]) -> EmailS
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         check.problem("email.attempts", "expected a whole number from 1 to 20")
         attempts = EmailSettings.attempts
-    backoff = check.parsed(table, "backoff", "email.backoff", parse_duration, EmailSettings.backoff_seconds)
+    durations = {}
+    for name, attribute, low in (("backoff", "backoff_seconds", 0), ("connect_timeout", "connect_timeout", 0.1),
+                                 ("reply_timeout", "reply_timeout", 0.1), ("time_limit", "time_limit", 0.1),
+                                 ("retry_for", "retry_for", 0), ("retry_every", "retry_every", 1)):
+        default = getattr(EmailSettings, attribute)
+        value = check.parsed(table, name, f"email.{name}", parse_duration, default)
+        if value < low:
+            check.problem(f"email.{name}", f"at least {low:g} s")
+            value = default
+        durations[attribute] = value
     return EmailSettings(sender=sender, reply_to=reply_to, subject=subject, max_bytes=max_bytes,
-                         ca_file=ca_file, attempts=attempts, backoff_seconds=backoff)
+                         ca_file=ca_file, attempts=attempts, **durations)
+
+
+def _mailbox(check: _Checker, value: Any, key: str) -> str:
+    """``from`` or ``reply_to``: "Name <address>" or a bare address, on one line; "" if absent or wrong."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        check.problem(key, f"expected an address like 'Name <name@example.org>', got {_kind(value)}")
+        return ""
+    # Before parsing: parseaddr stops at a line break and would accept what comes before it.
+    if problem := header_problem(value, "an address", HEADER_LIMIT):
+        check.problem(key, problem)
+        return ""
+    if not valid_address(_addr_spec(value)):
+        check.problem(key, f"{value!r} is not an email address")
+        return ""
+    return value
 
 
 def _addr_spec(text: str) -> str:
@@ -514,6 +573,7 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
         check.problem(f"{key}.send_if", f"{send_if!r} is not one of {', '.join(SEND_IF)}")
     short_title = check.per_language(table["short_title"], f"{key}.short_title", languages) if "short_title" in table else title
     recipients = _recipients(check, key, table, languages)
+    on_failure = _addresses(check, table.get("on_failure"), f"{key}.on_failure")
     if len(check.problems) > before:
         return None
     return Report(
@@ -521,7 +581,7 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
         languages=languages, formats=formats, timezone=zone, schedule=schedule, sections=sections,
         charts=charts, tables=tables, key_figures=key_figures, timeline=timeline,
         catch_up=catch_up, grace_seconds=durations["grace"], timeout_seconds=durations["timeout"],
-        short_title=short_title, recipients=recipients, send_if=send_if,
+        short_title=short_title, recipients=recipients, send_if=send_if, on_failure=on_failure,
     )
 
 
@@ -577,58 +637,97 @@ def _table(check: _Checker, key: str, table_id: str, raw: Any, languages: tuple[
 
 
 def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ...]) -> tuple[Recipient, ...]:
-    """Recipients from ``recipients`` tables and an optional ``recipients_file`` CSV."""
-    entries: list[tuple[str, dict]] = []
+    """Recipients from ``recipients`` tables and an optional ``recipients_file`` CSV.
+
+    A problem in the CSV file is named by that file and its line, not by reports.toml.
+    """
+    entries: list[tuple[_Checker, str, dict]] = []
     raw = table.get("recipients", [])
     if not isinstance(raw, list):
         check.problem(f"{key}.recipients", "expected a list of tables ([[reports.ID.recipients]])")
         raw = []
-    entries += [(f"{key}.recipients[{i}]", item) for i, item in enumerate(raw)]
+    entries += [(check, f"{key}.recipients[{i}]", item) for i, item in enumerate(raw)]
+    in_file: _Checker | None = None
     if "recipients_file" in table and (name := check.string(table["recipients_file"], f"{key}.recipients_file")):
         path = (Path(check.file).parent / name).resolve()
+        in_file = _Checker(str(path))
         try:
             import csv  # noqa: PLC0415
 
             with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: as spreadsheets save it
                 reader = csv.DictReader(handle)
                 for row in reader:
-                    entries.append((f"line {reader.line_num}", {k: v for k, v in row.items() if v not in ("", None)}))
+                    entries.append((in_file, f"line {reader.line_num}", {k: v for k, v in row.items() if v not in ("", None)}))
         except FileNotFoundError:
             check.problem(f"{key}.recipients_file", f"{path} does not exist")
         except UnicodeDecodeError as exc:
             check.problem(f"{key}.recipients_file", f"{path} is not valid UTF-8 ({exc.reason})")
         except OSError as exc:
             check.problem(f"{key}.recipients_file", f"cannot read {path}: {exc.strerror}")
-        file_entries = [e for e in entries if e[0].startswith("line ")]
-        entries = [e for e in entries if not e[0].startswith("line ")] + [(f"{path}:{where}", item) for where, item in file_entries]
     out: list[Recipient] = []
     seen: set[str] = set()
-    for where, item in entries:
-        item = check.table(item, where, RECIPIENT_KEYS, {"email", "lang"})
+    for checker, where, item in entries:
+        item = checker.table(item, where, RECIPIENT_KEYS, {"email", "lang"})
         if not item:
             continue
         email = item.get("email")
-        if not isinstance(email, str) or not valid_address(email):
-            hint = " (write a non-ASCII domain in its xn-- form)" if isinstance(email, str) and not email.isascii() else ""
-            check.problem(f"{where}.email", f"{email!r} is not an email address{hint}")
+        if problem := _address_problem(email):
+            checker.problem(f"{where}.email", problem)
             continue
         name = item.get("name", "")
-        if not isinstance(name, str) or any(c in name for c in "\r\n"):
-            check.problem(f"{where}.name", "expected a name on one line")
+        if not isinstance(name, str):
+            checker.problem(f"{where}.name", f"expected a name on one line, got {_kind(name)}")
+            continue
+        if problem := header_problem(name, "a name"):
+            checker.problem(f"{where}.name", problem)
             continue
         lang = item.get("lang")
         if lang not in languages:
-            check.problem(f"{where}.lang", f"{lang!r} is not one of the report's languages ({', '.join(languages)})")
+            checker.problem(f"{where}.lang", f"{lang!r} is not one of the report's languages ({', '.join(languages)})")
             continue
         kind = item.get("kind", "to")
         if kind not in RECIPIENT_KINDS:
-            check.problem(f"{where}.kind", f"{kind!r} is not one of {', '.join(RECIPIENT_KINDS)}")
+            checker.problem(f"{where}.kind", f"{kind!r} is not one of {', '.join(RECIPIENT_KINDS)}")
             continue
         if email.lower() in seen:
-            check.problem(f"{where}.email", f"{email} is listed twice")
+            checker.problem(f"{where}.email", f"{email} is listed twice")
             continue
         seen.add(email.lower())
         out.append(Recipient(email=email, name=str(item.get("name", "")), lang=lang, kind=kind))
+    if in_file is not None:
+        check.problems.extend(in_file.problems)
+    return tuple(out)
+
+
+def _address_problem(email: Any) -> str | None:
+    """Why ``email`` is not an address a message can go to, or None."""
+    if isinstance(email, str) and any(c in _LINE_BREAKS for c in email):
+        return f"{email!r} is not an email address (expected an address on one line)"
+    if isinstance(email, str) and len(email) > ADDRESS_LIMIT:
+        return f"is {len(email)} characters long; an address is at most {ADDRESS_LIMIT}"
+    if not isinstance(email, str) or not valid_address(email):
+        hint = " (write a non-ASCII domain in its xn-- form)" if isinstance(email, str) and not email.isascii() else ""
+        return f"{email!r} is not an email address{hint}"
+    return None
+
+
+def _addresses(check: _Checker, value: Any, key: str) -> tuple[str, ...]:
+    """``on_failure``: a list of addresses, or one address as a string."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        check.problem(key, f"expected a list of email addresses, got {_kind(value)}")
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if problem := _address_problem(item):
+            check.problem(f"{key}[{i}]", problem)
+        elif item.lower() in (o.lower() for o in out):
+            check.problem(f"{key}[{i}]", f"{item} is listed twice")
+        else:
+            out.append(item)
     return tuple(out)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import shutil
 import socket
 import ssl
 import subprocess
@@ -71,10 +72,22 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Rendered(project, edition)
 
 
-def record_edition(path: Path, edition: build.Edition) -> History:
+def record_edition(path: Path, edition: build.Edition, *, copy: bool = True) -> History:
+    """A history at ``path`` that records the edition, by default a copy in ``output/`` beside its folder.
+
+    A copy per test: the edition's folder also keeps its delivery record (deliveries.json).
+    """
+    copies = list(edition.artifacts)
+    if copy:
+        folder = path.parent.parent / "output" / edition.report / edition.date.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        copies = []
+        for artifact in edition.artifacts:
+            shutil.copyfile(artifact.path, folder / artifact.path.name)
+            copies.append(replace(artifact, path=folder / artifact.path.name))
     history = History.at(path)
     run_id = history.start_run(edition.report, edition.date, "manual", NOW)
-    history.finish_run(run_id, "ok", NOW, files=edition.artifacts)
+    history.finish_run(run_id, "ok", NOW, files=copies)
     return history
 
 
@@ -349,7 +362,7 @@ def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, serv
         data = artifact.path.read_bytes()
         path.write_bytes(data + b"\n%tampered" if artifact.lang == "en" and artifact.format == "pdf" else data)
         copies.append(replace(artifact, path=path))
-    history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)))
+    history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)), copy=False)
     with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
     assert "brief.en.pdf" in str(caught.value) and "render it first" in str(caught.value)

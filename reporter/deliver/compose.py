@@ -19,8 +19,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 import jinja2
 
-from ..config import Project, Recipient, Report
-from ..errors import DeliveryError, Problem, TemplateError
+from ..config import HEADER_LIMIT, Project, Recipient, Report, header_problem
+from ..errors import DeliveryError, Problem, ReporterError, TemplateError
 from ..pipeline import build, render
 from ..pipeline.datasets import Dataset
 from ..pipeline.i18n import N_, Language
@@ -198,3 +198,75 @@ def compose(project: Project, report: Report, recipient: Recipient, body: Body, 
 def outbox_name(report_id: str, day: date, lang: str, address: str) -> str:
     """``weekly_2025-11-05_ru_analyst@example.org.eml``, with anything unsafe in a file name as ``_``."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", f"{report_id}_{day.isoformat()}_{lang}_{address}") + ".eml"
+
+
+# --- headers checked before anything is sent ------------------------------------------------
+
+# A date whose name is long in every language, so that a subject checked with it is as long as any.
+LONG_DATE = date(2025, 9, 30)
+
+
+def _subject_problem(project: Project, report: Report, lang_code: str, day: date) -> Problem | None:
+    lang = build.language(project, lang_code)
+    text = subject(project, report, day, lang)
+    problem = header_problem(text, "a subject", HEADER_LIMIT)
+    if problem is None:
+        return None
+    # Name the key that brought the bad character: the title used, else the subject pattern.
+    if report.short_title.get(lang_code) and report.short_title is not report.title:
+        title_key, title = "short_title", report.short_title[lang_code]
+    else:
+        title_key, title = "title", report.title.get(lang_code, "")
+    key = f"email.subject.{lang_code}"
+    if header_problem(title, "a title", 10**6):
+        key = f"reports.{report.id}.{title_key}.{lang_code}"
+    return Problem(str(project.path), key, f"the {lang_code} subject of {report.id} {text!r}: {problem}")
+
+
+def header_problems(project: Project, reports: list[Report] | None = None, day: date = LONG_DATE) -> list[Problem]:
+    """Every header a message of these reports would carry, rendered and checked: one line each.
+
+    The subject in each language (with its title and a long date filled in), ``from``,
+    ``reply_to`` and each recipient's name: no line break or control character, and not over
+    :data:`~reporter.config.HEADER_LIMIT` characters. ``reporter validate`` calls it; a message
+    that fails anyway when composed fails for its recipient only.
+    """
+    problems: list[Problem] = []
+    where = str(project.path)
+    sending = [r for r in (reports if reports is not None else project.reports.values()) if r.recipients or r.on_failure]
+    if not sending:
+        return problems
+    if not project.email.sender:
+        problems.append(Problem(where, "email.from", f"not set, but {', '.join(r.id for r in sending)} send email"))
+    for key, value in (("email.from", project.email.sender), ("email.reply_to", project.email.reply_to)):
+        if value and (problem := header_problem(value, "an address")):
+            problems.append(Problem(where, key, problem))
+    for report in sending:
+        if report.recipients and "pdf" not in report.formats:
+            problems.append(Problem(where, f"reports.{report.id}.formats",
+                                    "recipients get the PDF edition, but the formats do not include pdf"))
+        languages = dict.fromkeys([r.lang for r in report.recipients] + list(report.languages[:1] if report.on_failure else []))
+        for lang in languages:
+            try:
+                if problem := _subject_problem(project, report, lang, day):
+                    problems.append(problem)
+            except ReporterError as exc:
+                problems.extend(exc.problems)
+        for recipient in report.recipients:
+            if recipient.name and (problem := header_problem(recipient.name, "a name")):
+                problems.append(Problem(where, f"reports.{report.id}.recipients", f"{recipient.email}: the name {problem}"))
+    return problems
+
+
+def compose_problem(project: Project, report: Report, recipient: Recipient, day: date) -> str | None:
+    """Why one recipient's message cannot be composed, from its headers, in one line; or None."""
+    for key, value, what in (("[email] from", project.email.sender, "an address"),
+                             ("[email] reply_to", project.email.reply_to, "an address"),
+                             ("the recipient's name", recipient.name, "a name")):
+        if value and (problem := header_problem(value, what)):
+            return f"{key}: {problem}"
+    try:
+        found = _subject_problem(project, report, recipient.lang, day)
+    except ReporterError as exc:
+        return str(exc.problems[0])
+    return f"{found.place}: {found.message}" if found else None

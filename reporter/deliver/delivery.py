@@ -8,9 +8,15 @@ write ``.eml`` files to an outbox instead.
 
 A recipient's ledger row becomes ``sent`` only after the server accepted that message (a 2xx
 reply to the end of DATA), and is written at once, before the next recipient, so a restart sends
-only what is still missing. Transient failures (no connection, timeouts, 4xx) are retried with
-exponential backoff for the recipients that failed and no others; a permanent rejection (5xx) of
-one recipient is recorded as ``rejected`` and the others still get theirs.
+only what is still missing. Just before it, the acceptance is added to the edition's own record
+(``deliveries.json`` beside its files), which is read before sending: a history that was lost
+or restored from an old backup cannot make anyone get a second copy.
+
+Transient failures (no connection, timeouts, 4xx) are retried with exponential backoff for the
+recipients that failed and no others; a permanent rejection (5xx) of one recipient is recorded
+as ``rejected`` and the others still get theirs. A message that cannot be composed (a header the
+email package refuses, a template error in one language) fails for its recipients only, with a
+one-line reason in the ledger; no claim is left ``sending`` by a process that goes on living.
 
 The SMTP server and its password come from the environment only (:func:`smtp_settings`). The
 password is never logged, stored or put in an exception: smtplib's exceptions are caught and
@@ -23,7 +29,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,7 +40,8 @@ from ..pipeline.build import load_datasets
 from ..pipeline.datasets import Dataset
 from ..pipeline.write import write_atomically
 from ..state.history import History
-from .compose import compose, message_id, outbox_name, sender_domain, summarize
+from ..state.records import RECORD_NAME, SentEntry, add_to_record, read_record
+from .compose import compose, compose_problem, message_id, outbox_name, sender_domain, summarize
 from .smtp import (ALREADY_SENT, FAILED, IN_PROGRESS, REJECTED, SENT, UNCHANGED, WRITTEN, Letter,
                    Sleep, SmtpSettings, send, smtp_settings)
 
@@ -198,10 +205,11 @@ def deliver(
     """Email the recorded edition ``day`` of ``report`` to its recipients (or to ``to`` only).
 
     Each recipient gets one message in their language, once: a recipient whose ledger row is
-    ``sent`` is skipped unless ``force``. With ``send_if = "changed"``, a recipient is skipped
-    when the PDF is the same as the last one sent in that language. With ``outbox``, every
-    selected recipient's message is written there as ``.eml`` instead, and nothing is recorded.
-    ``smtp`` defaults to :func:`smtp_settings` (the environment), read only if something is sent.
+    ``sent``, or whom the edition's delivery record lists, is skipped unless ``force``. With
+    ``send_if = "changed"``, a recipient is skipped when the PDF is the same as the last one sent
+    in that language. With ``outbox``, every selected recipient's message is written there as
+    ``.eml`` instead, and nothing is recorded. ``smtp`` defaults to :func:`smtp_settings` (the
+    environment, with ``[email]``'s timeouts), read only if something is sent.
 
     Raises :class:`DeliveryError` for what stops every message (no recorded edition, a PDF that
     differs from the record, no sender, bad SMTP settings); a failure for one recipient is in
@@ -215,6 +223,7 @@ def deliver(
     if not project.email.sender:
         raise DeliveryError([Problem(str(project.path), "email.from", "not set: who the briefing is from")])
     pdfs = recorded_pdfs(history, report, day, tuple(dict.fromkeys(r.lang for r in recipients)))
+    records = {} if outbox is not None else {pdf.path.parent: read_record(pdf.path.parent) for pdf in pdfs.values()}
 
     datasets = load_datasets(project, report)
     contents = {lang: content_digest(project, report, lang, datasets) for lang in pdfs}
@@ -232,6 +241,19 @@ def deliver(
             outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {previous.updated_at}",
                                           previous.attempts, previous.message_id)
             continue
+        entry = records[pdfs[recipient.lang].path.parent].get((recipient.lang, recipient.email.lower()))
+        if entry is not None and not force:
+            # The history lost it (deleted, moved, an old backup); the edition's own record did not.
+            log.warning("%s: %s got this edition at %s (so says %s; the history did not know): not sent again",
+                        label, recipient.email, entry.sent_at, pdfs[recipient.lang].path.parent / RECORD_NAME)
+            history.record_delivery(report.id, day, recipient.lang, recipient.email, kind=entry.kind, status=SENT,
+                                    attempts=entry.attempts, reply=entry.reply, now=datetime.fromisoformat(entry.sent_at),
+                                    message_id=entry.message_id, sha256=entry.sha256, forced=entry.forced,
+                                    content=entry.content)
+            outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {entry.sent_at} (in {RECORD_NAME})",
+                                          entry.attempts, entry.message_id)
+            continue
+        was_sent = was_sent or entry is not None
         if report.send_if == "changed" and not force and not was_sent:
             last = history.last_sent_content(report.id, recipient.lang, recipient.email, before=day)
             if last == contents[recipient.lang]:
@@ -246,7 +268,8 @@ def deliver(
 
     to_send = candidates
     if candidates and outbox is None:
-        smtp = smtp or smtp_settings()  # before anything is claimed: bad settings stop it all
+        # Before anything is claimed: bad settings stop it all, and the rows stay as they were.
+        smtp = smtp or smtp_settings(timeout=project.email.reply_timeout, connect_timeout=project.email.connect_timeout)
         to_send = []
         for recipient, earlier, again in candidates:
             held = history.claim_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
@@ -262,41 +285,104 @@ def deliver(
                 to_send.append((recipient, earlier, again))
 
     if to_send:
-        bodies = {lang: summarize(project, report, day, lang, datasets) for lang in dict.fromkeys(r.lang for r, _, _ in to_send)}
-        domain = sender_domain(project.email.sender)
-        letters: list[Letter] = []
-        for recipient, earlier, again in to_send:
-            pdf = pdfs[recipient.lang]
-            msgid = message_id(report, day, recipient, pdf.sha256, domain, forced=again)
-            data = compose(project, report, recipient, bodies[recipient.lang], pdf.data, now(), msgid).as_bytes()
-            letter = Letter(recipient, msgid, data, pdf.sha256, earlier, again, contents[recipient.lang])
-            if len(data) > project.email.max_bytes:
-                letter.status = FAILED
-                letter.reply = (f"the message is {len(data) / 1048576:.1f} MB ({len(data)} bytes), over the limit of "
-                                f"{project.email.max_bytes} bytes ([email] max_size)")
-                log.error("%s: not sent to %s: %s", label, recipient.email, letter.reply)
-                if outbox is None:
-                    _record(history, report, day, letter, now)
-                outcomes[recipient] = _outcome(letter)
-            else:
-                letters.append(letter)
-        if outbox is not None:
-            outcomes.update(_write_outbox(letters, report, day, outbox, label))
-        elif letters:
-            log.info("%s: sending %d message(s) through %s", label, len(letters), smtp)
-            send(letters, project, smtp, sleep, lambda letter: _record(history, report, day, letter, now), label)
-            outcomes.update((letter.recipient, _outcome(letter)) for letter in letters)
+        outcomes.update(_compose_and_send(project, report, day, history, to_send, pdfs, contents, datasets,
+                                          now=now, outbox=outbox, smtp=smtp, sleep=sleep, label=label))
 
     result = DeliveryResult(report.id, day, tuple(outcomes[r] for r in recipients))
     (log.info if result.ok else log.error)("%s: %s", label, result.summary)
     return result
 
 
+def _compose_and_send(project: Project, report: Report, day: date, history: History,
+                      to_send: list[tuple[Recipient, int, bool]], pdfs: dict[str, EditionPdf], contents: dict[str, str],
+                      datasets: list[Dataset], *, now: Clock, outbox: Path | None, smtp: SmtpSettings | None,
+                      sleep: Sleep, label: str) -> dict[Recipient, Outcome]:
+    """Compose each claimed letter and send it; every claim ends recorded, whatever happens."""
+    letters = [Letter(recipient, "", b"", pdfs[recipient.lang].sha256, earlier, again, contents[recipient.lang])
+               for recipient, earlier, again in to_send]
+    recorded: set[Recipient] = set()
+
+    def record(letter: Letter) -> None:
+        if outbox is None:
+            _record(history, report, day, letter, now, pdfs[letter.recipient.lang].path.parent, label)
+        recorded.add(letter.recipient)
+
+    def fail(letter: Letter, reason: str) -> None:
+        letter.status, letter.reply = FAILED, reason
+        log.error("%s: not sent to %s: %s", label, letter.recipient.email, reason)
+        record(letter)
+
+    try:
+        bodies, broken = {}, {}
+        for lang in dict.fromkeys(letter.recipient.lang for letter in letters):
+            try:
+                bodies[lang] = summarize(project, report, day, lang, datasets)
+            except ReporterError as exc:
+                broken[lang] = "; ".join(str(p) for p in exc.problems)
+        domain = sender_domain(project.email.sender)
+        ready: list[Letter] = []
+        for letter in letters:
+            recipient = letter.recipient
+            if recipient.lang in broken:
+                fail(letter, f"cannot compose the message: {broken[recipient.lang]}")
+                continue
+            pdf = pdfs[recipient.lang]
+            letter.message_id = message_id(report, day, recipient, pdf.sha256, domain, forced=letter.forced)
+            try:
+                letter.data = compose(project, report, recipient, bodies[recipient.lang], pdf.data, now(),
+                                      letter.message_id).as_bytes()
+            except Exception as exc:  # noqa: BLE001 - the email package refuses a header with ValueError and others
+                reason = compose_problem(project, report, recipient, day) or f"{type(exc).__name__}: {_first_line(exc)}"
+                log.debug("%s: composing the message to %s failed", label, recipient.email, exc_info=True)
+                fail(letter, f"cannot compose the message: {reason}")
+                continue
+            if len(letter.data) > project.email.max_bytes:
+                fail(letter, f"the message is {len(letter.data) / 1048576:.1f} MB ({len(letter.data)} bytes), over the "
+                             f"limit of {project.email.max_bytes} bytes ([email] max_size)")
+                continue
+            ready.append(letter)
+        if outbox is not None:
+            return {**{l.recipient: _outcome(l) for l in letters if l.status == FAILED},
+                    **_write_outbox(ready, report, day, outbox, label)}
+        if ready:
+            log.info("%s: sending %d message(s) through %s", label, len(ready), smtp)
+            send(ready, project, smtp, sleep, record, label)
+    except BaseException as exc:
+        # Whatever stopped it, no claim is left standing: the rows say so, and a retry sends them.
+        for letter in letters:
+            if letter.recipient not in recorded and outbox is None:
+                why = ": ".join(filter(None, (type(exc).__name__, _first_line(exc))))
+                letter.status, letter.reply = FAILED, f"stopped before it was sent ({why})"
+                try:
+                    record(letter)
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    log.exception("%s: could not record that %s was not sent", label, letter.recipient.email)
+        raise
+    return {letter.recipient: _outcome(letter) for letter in letters}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 def _outcome(letter: Letter) -> Outcome:
     return Outcome(letter.recipient, letter.status, letter.reply, letter.attempts, letter.message_id, forced=letter.forced)
 
 
-def _record(history: History, report: Report, day: date, letter: Letter, now: Clock) -> None:
+def _record(history: History, report: Report, day: date, letter: Letter, now: Clock, folder: Path, label: str) -> None:
+    moment = now()
+    if letter.status == SENT:
+        # First beside the edition, then the history: if the process dies between the two, the
+        # next delivery finds the record and does not send again.
+        entry = SentEntry(letter.recipient.lang, letter.recipient.email.lower(), letter.recipient.kind,
+                          moment.astimezone(timezone.utc).isoformat(timespec="seconds"), letter.message_id,
+                          letter.sha256, letter.reply or None, letter.previous_attempts + letter.attempts,
+                          letter.forced, letter.content)
+        try:
+            add_to_record(folder, report.id, day, entry)
+        except ReporterError as exc:
+            log.error("%s: sent to %s, but the edition's delivery record was not updated: %s", label,
+                      letter.recipient.email, exc)
     if letter.forced and letter.status != SENT:
         # The recipient has an earlier copy; the ledger keeps saying so. The failure is logged.
         history.release_delivery(report.id, day, letter.recipient.lang, letter.recipient.email)
@@ -304,7 +390,8 @@ def _record(history: History, report: Report, day: date, letter: Letter, now: Cl
     history.record_delivery(
         report.id, day, letter.recipient.lang, letter.recipient.email, kind=letter.recipient.kind,
         status=letter.status, attempts=letter.previous_attempts + letter.attempts, reply=letter.reply or None,
-        now=now(), message_id=letter.message_id, sha256=letter.sha256, forced=letter.forced, content=letter.content,
+        now=moment, message_id=letter.message_id or None, sha256=letter.sha256, forced=letter.forced,
+        content=letter.content,
     )
 
 
@@ -316,24 +403,3 @@ def _write_outbox(letters: list[Letter], report: Report, day: date, outbox: Path
         log.info("%s: wrote the message to %s to %s (not sent)", label, letter.recipient.email, path)
         outcomes[letter.recipient] = Outcome(letter.recipient, WRITTEN, str(path), 0, letter.message_id, path)
     return outcomes
-
-
-def deliver_scheduled(project: Project, report: Report, day: date, history: History, *, now: Clock,
-                      sleep: Sleep = time.sleep) -> DeliveryResult | None:
-    """For the scheduler, after a successful render: :func:`deliver`, with errors logged, not raised.
-
-    A report without recipients is left alone. Anything that stops the delivery (no SMTP
-    settings, a PDF that changed since it was recorded) is logged as an error and returns None;
-    failures per recipient are in the ledger, so the next run or ``reporter send`` retries them.
-    """
-    if not report.recipients:
-        return None
-    try:
-        return deliver(project, report, day, history, now=now, sleep=sleep)
-    except ReporterError as exc:
-        for problem in exc.problems:
-            log.error("%s %s: not delivered: %s", report.id, day.isoformat(), problem)
-    except Exception:  # noqa: BLE001 - a bug in delivery must not stop the scheduler or other reports
-        log.exception("%s %s: delivery failed", report.id, day.isoformat())
-    return None
-

@@ -7,6 +7,11 @@ every message here is built from the reply code and the server's text.
 Transient failures (no connection, timeouts, 4xx) are retried with exponential backoff for the
 letters that failed and no others; a permanent rejection (5xx) of one recipient is final for
 that recipient only.
+
+Time is bounded three ways: opening a connection by ``connect_timeout``, each reply of the
+server (and each block of the message it must take) by ``reply_timeout``, and one :func:`send`
+as a whole, every attempt and pause included, by ``time_limit``: a watchdog shuts the socket
+when it runs out, so not even a server that trickles one byte at a time can hold a delivery.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import logging
 import os
 import re
 import smtplib
+import socket
 import ssl
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 from urllib.parse import unquote, urlsplit
 
 from ..config import Project, Recipient
@@ -34,6 +43,7 @@ URL_VARIABLE = "REPORTER_SMTP_URL"
 PASSWORD_VARIABLE = "REPORTER_SMTP_PASSWORD"
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 # Outcome statuses; the first four are also ledger statuses.
 SENT, REJECTED, FAILED, UNCHANGED = "sent", "rejected", "failed", "unchanged"
@@ -47,6 +57,8 @@ class SmtpSettings:
 
     ``scheme`` is ``smtp`` (plain), ``smtp+starttls`` or ``smtps`` (TLS from the start).
     The password is left out of ``repr`` and ``str`` so that it cannot slip into a log line.
+    ``timeout`` bounds each reply of the server, ``connect_timeout`` opening the connection
+    (both from ``[email]``, not the environment).
     """
 
     scheme: str
@@ -55,13 +67,15 @@ class SmtpSettings:
     username: str = ""
     password: str = field(default="", repr=False)
     timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     def __str__(self) -> str:
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
 
 
-def smtp_settings(environ: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> SmtpSettings:
+def smtp_settings(environ: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SmtpSettings:
     """Read the SMTP settings from the environment; raise :class:`DeliveryError` naming the variable.
 
     The URL is never echoed back in an error: a user may have put a password in it.
@@ -96,7 +110,8 @@ def smtp_settings(environ: Mapping[str, str] | None = None, *, timeout: float = 
         problems.append(Problem(URL_VARIABLE, "", "smtp:// would send the password unencrypted: use smtp+starttls:// or smtps://"))
     if problems:
         raise DeliveryError(problems)
-    return SmtpSettings(scheme, parts.hostname or "", port or DEFAULT_PORTS[scheme], username, password, timeout)
+    return SmtpSettings(scheme, parts.hostname or "", port or DEFAULT_PORTS[scheme], username, password, timeout,
+                        connect_timeout)
 
 
 class _Transient(Exception):
@@ -151,16 +166,101 @@ def _hides(token: str, password: str) -> bool:
         return False
 
 
-def _connect(smtp: SmtpSettings, ca_file: Path | None) -> smtplib.SMTP:
+class _Deadline:
+    """The end of one :func:`send`; while a connection is watched, a timer shuts its socket then."""
+
+    def __init__(self, seconds: float, monotonic: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self._monotonic = monotonic
+        self._end = monotonic() + seconds
+        self.expired = False
+        self._conn: smtplib.SMTP | None = None
+        self._raw: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return self._end - self._monotonic()
+
+    def over(self) -> bool:
+        return self.expired or self.remaining() <= 0
+
+    def describe(self) -> str:
+        return f"the time limit of {_seconds(self.seconds)} ([email] time_limit) ran out"
+
+    def track(self, conn: smtplib.SMTP, raw: socket.socket) -> None:
+        with self._lock:
+            self._conn, self._raw = conn, raw
+        if self.expired:
+            self._shut()
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        timer = threading.Timer(max(self.remaining(), 0), self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._conn = self._raw = None
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._shut()
+
+    def _shut(self) -> None:
+        with self._lock:
+            sock = (getattr(self._conn, "sock", None) if self._conn is not None else None) or self._raw
+        if sock is not None:
+            try:
+                # The plain socket's shutdown, also under TLS: it wakes a read blocked in another thread.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _seconds(value: float) -> str:
+    return f"{value / 60:g} min" if value >= 120 else f"{value:g} s"
+
+
+class _Timeouts:
+    """smtplib with a timeout to connect and another for every reply, and a deadline that can shut it."""
+
+    def __init__(self, *args: object, connect_timeout: float, deadline: _Deadline, **kwargs: object) -> None:
+        self._connect_timeout = connect_timeout
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        connect = max(min(self._connect_timeout, self._deadline.remaining()), 0.001)
+        sock = super()._get_socket(host, port, connect)  # type: ignore[misc]
+        sock.settimeout(timeout)
+        self._deadline.track(self, sock)  # type: ignore[arg-type]
+        return sock
+
+
+class _SMTP(_Timeouts, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_Timeouts, smtplib.SMTP_SSL):
+    pass
+
+
+def _connect(smtp: SmtpSettings, ca_file: Path | None, deadline: _Deadline) -> smtplib.SMTP:
     """An open, greeted, encrypted-if-asked and logged-in connection, or :class:`_Transient`/:class:`_Permanent`."""
     where = f"{smtp.host}:{smtp.port}"
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     conn: smtplib.SMTP | None = None
+    phase = "connect"
     try:
+        options = dict(timeout=smtp.timeout, connect_timeout=smtp.connect_timeout, deadline=deadline)
         if smtp.scheme == "smtps":
-            conn = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
+            conn = _SMTPS(smtp.host, smtp.port, context=context, **options)
         else:
-            conn = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+            conn = _SMTP(smtp.host, smtp.port, **options)
+        phase = "reply"
         conn.ehlo()
         if smtp.scheme == "smtp+starttls":
             conn.starttls(context=context)
@@ -173,11 +273,24 @@ def _connect(smtp: SmtpSettings, ca_file: Path | None) -> smtplib.SMTP:
             conn.close()
         if not isinstance(exc, Exception):
             raise
-        raise _classify_connection_error(exc, smtp, where, ca_file) from None
+        if deadline.expired:
+            raise _Transient(deadline.describe()) from None
+        raise _classify_connection_error(exc, smtp, where, ca_file, phase) from None
 
 
-def _classify_connection_error(exc: Exception, smtp: SmtpSettings, where: str, ca_file: Path | None) -> Exception:
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib turns a read that timed out into SMTPServerDisconnected("Connection unexpectedly
+    # closed: timed out"); the timeout is still its context.
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
+def _classify_connection_error(exc: Exception, smtp: SmtpSettings, where: str, ca_file: Path | None,
+                               phase: str = "reply") -> Exception:
     # Ordered from specific to general: smtplib's and ssl's exceptions are OSErrors too.
+    if _timed_out(exc):
+        if phase == "connect" and isinstance(exc, TimeoutError):
+            return _Transient(f"cannot connect to {where} within {smtp.connect_timeout:g} s (no answer to the connection)")
+        return _Transient(f"{where} did not answer within {smtp.timeout:g} s")
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = f"is {ca_file} the right CA?" if ca_file else "for a private CA, set [email] ca_file"
         return _Permanent(f"the certificate of {where} could not be verified ({exc.verify_message}; {hint})")
@@ -199,103 +312,143 @@ def _classify_connection_error(exc: Exception, smtp: SmtpSettings, where: str, c
         return (_Transient if 400 <= exc.smtp_code < 500 else _Permanent)(f"{where} answered {reply}")
     if isinstance(exc, smtplib.SMTPException):
         return _Transient(f"{where}: {type(exc).__name__}")
-    if isinstance(exc, TimeoutError):
-        return _Transient(f"{where} did not answer within {smtp.timeout:g} s")
     if isinstance(exc, OSError):
         return _Transient(f"cannot connect to {where} ({exc.strerror or type(exc).__name__})")
     return _Transient(f"{where}: {type(exc).__name__}")
 
 
-def _transmit(conn: smtplib.SMTP, sender: str, letter: Letter, password: str) -> tuple[int, str]:
+class _Lost(Exception):
+    """The connection failed in the middle of a letter; ``reply`` says how."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _transmit(conn: smtplib.SMTP, sender: str, letter: Letter, smtp: SmtpSettings) -> tuple[int, str]:
     """MAIL, RCPT and DATA for one letter; the first reply that is not a success, else DATA's."""
-    options = [f"SIZE={len(letter.data)}"] if conn.has_extn("size") else []
-    code, text = conn.mail(sender, options)
-    if code == 250:
-        code, text = conn.rcpt(letter.recipient.email)
-        if code in (250, 251):
-            try:
-                code, text = conn.data(letter.data)
-            except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
-                code, text = exc.smtp_code, exc.smtp_error
+    where = f"{smtp.host}:{smtp.port}"
+    stage = "mail"
+    try:
+        options = [f"SIZE={len(letter.data)}"] if conn.has_extn("size") else []
+        code, text = conn.mail(sender, options)
+        if code == 250:
+            stage = "rcpt"
+            code, text = conn.rcpt(letter.recipient.email)
+            if code in (250, 251):
+                stage = "data"
+                try:
+                    code, text = conn.data(letter.data)
+                except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+                    code, text = exc.smtp_code, exc.smtp_error
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
+        if _timed_out(exc):
+            reply = f"{where} did not answer within {smtp.timeout:g} s"
+            if stage == "data":
+                # The unavoidable window: the server may have stored it and not said so yet.
+                reply += " while taking the message (it may have arrived; a retry carries the same Message-ID)"
+        elif isinstance(exc, smtplib.SMTPServerDisconnected):
+            reply = f"{where} closed the connection"
+        else:
+            reply = str(_classify_connection_error(exc, smtp, where, None))
+        raise _Lost(reply) from None
     if code // 100 != 2 and code != 421:
         try:
             conn.rset()
         except (smtplib.SMTPException, OSError):
             pass  # the reply above is what counts; a dead connection shows on the next letter
-    return code, _reply_text(code, text, password)
+    return code, _reply_text(code, text, smtp.password)
 
 
 def send(letters: list[Letter], project: Project, smtp: SmtpSettings, sleep: Sleep,
-          record: Callable[[Letter], None], label: str) -> None:
-    """Send every letter, retrying transient failures in rounds; ``record`` each final outcome at once."""
+         record: Callable[[Letter], None], label: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+    """Send every letter, retrying transient failures in rounds; ``record`` each final outcome at once.
+
+    Returns within ``[email] time_limit``: letters not sent by then are failed with that reason.
+    """
     settings = project.email
     sender = parseaddr(settings.sender)[1]
+    deadline = _Deadline(settings.time_limit, monotonic)
     pending = list(letters)
     for round_number in range(1, settings.attempts + 1):
         if round_number > 1:
             delay = settings.backoff_seconds * 2 ** (round_number - 2)
+            if delay >= deadline.remaining():
+                deadline.expired = True
+                break
             log.warning("%s: %d message(s) not delivered yet; attempt %d of %d in %g s",
                         label, len(pending), round_number, settings.attempts, delay)
             sleep(delay)
-        try:
-            conn = _connect(smtp, settings.ca_file)
-        except _Transient as exc:
-            log.warning("%s: %s", label, exc)
-            for letter in pending:
-                letter.attempts += 1
-                letter.reply = str(exc)
-            continue
-        except _Permanent as exc:
-            log.error("%s: %s", label, exc)
-            for letter in pending:
-                letter.attempts += 1
-                letter.status, letter.reply = FAILED, str(exc)
-                record(letter)
-            return
-        try:
-            for letter in pending:
-                letter.attempts += 1
-                try:
-                    code, reply = _transmit(conn, sender, letter, smtp.password)
-                except smtplib.SMTPServerDisconnected:
-                    letter.reply = f"{smtp.host}:{smtp.port} closed the connection"
-                    log.warning("%s: %s: %s", label, letter.recipient.email, letter.reply)
-                    break
-                except (smtplib.SMTPException, OSError) as exc:
-                    letter.reply = str(_classify_connection_error(exc, smtp, f"{smtp.host}:{smtp.port}", None))
-                    log.warning("%s: %s: %s", label, letter.recipient.email, letter.reply)
-                    break
-                except (UnicodeError, ValueError) as exc:
-                    # This letter cannot be sent at all (an address smtplib cannot encode);
-                    # the others still go.
-                    letter.status, letter.reply = FAILED, f"cannot be sent: {type(exc).__name__}: {exc}"
-                    log.error("%s: %s: %s", label, letter.recipient.email, letter.reply)
-                    record(letter)
-                    continue
-                letter.reply = reply
-                if code // 100 == 2:
-                    letter.status = SENT
-                    log.info("%s: sent to %s%s (%s)", label, letter.recipient.email,
-                             " again, forced" if letter.forced else "", reply)
-                    record(letter)
-                elif 500 <= code < 600:
-                    letter.status = REJECTED
-                    log.error("%s: %s rejected %s: %s", label, smtp.host, letter.recipient.email, reply)
-                    record(letter)
-                else:
-                    log.warning("%s: %s: %s (will retry)", label, letter.recipient.email, reply)
-                    if code == 421:  # the server is closing this connection
-                        break
-        finally:
+        if deadline.over():
+            deadline.expired = True
+            break
+        with deadline.watch():
             try:
-                conn.quit()
-            except (smtplib.SMTPException, OSError):
-                conn.close()
+                conn = _connect(smtp, settings.ca_file, deadline)
+            except _Transient as exc:
+                log.warning("%s: %s", label, exc)
+                for letter in pending:
+                    letter.attempts += 1
+                    letter.reply = str(exc)
+                continue
+            except _Permanent as exc:
+                log.error("%s: %s", label, exc)
+                for letter in pending:
+                    letter.attempts += 1
+                    letter.status, letter.reply = FAILED, str(exc)
+                    record(letter)
+                return
+            try:
+                _send_round(conn, pending, sender, smtp, deadline, record, label)
+            finally:
+                try:
+                    conn.quit()
+                except (smtplib.SMTPException, OSError):
+                    conn.close()
         pending = [letter for letter in pending if letter.status == PENDING]
         if not pending:
             return
     for letter in pending:
         letter.status = FAILED
-        letter.reply = f"{letter.reply} (gave up after {letter.attempts} attempt{'s' if letter.attempts != 1 else ''})"
+        if deadline.expired:
+            last = letter.reply if letter.reply and letter.reply != deadline.describe() else ""
+            letter.reply = f"not sent: {deadline.describe()}" + (f" (last: {last})" if last else "")
+        else:
+            letter.reply = f"{letter.reply} (gave up after {letter.attempts} attempt{'s' if letter.attempts != 1 else ''})"
         log.error("%s: not delivered to %s: %s", label, letter.recipient.email, letter.reply)
         record(letter)
+
+
+def _send_round(conn: smtplib.SMTP, pending: list[Letter], sender: str, smtp: SmtpSettings, deadline: _Deadline,
+                record: Callable[[Letter], None], label: str) -> None:
+    for letter in pending:
+        if deadline.over():
+            deadline.expired = True
+            return
+        letter.attempts += 1
+        try:
+            code, reply = _transmit(conn, sender, letter, smtp)
+        except _Lost as exc:
+            letter.reply = deadline.describe() if deadline.expired else exc.reply
+            log.warning("%s: %s: %s", label, letter.recipient.email, letter.reply)
+            return
+        except (UnicodeError, ValueError) as exc:
+            # This letter cannot be sent at all (an address smtplib cannot encode); the others still go.
+            letter.status, letter.reply = FAILED, f"cannot be sent: {type(exc).__name__}: {exc}"
+            log.error("%s: %s: %s", label, letter.recipient.email, letter.reply)
+            record(letter)
+            continue
+        letter.reply = reply
+        if code // 100 == 2:
+            letter.status = SENT
+            log.info("%s: sent to %s%s (%s)", label, letter.recipient.email,
+                     " again, forced" if letter.forced else "", reply)
+            record(letter)
+        elif 500 <= code < 600:
+            letter.status = REJECTED
+            log.error("%s: %s rejected %s: %s", label, smtp.host, letter.recipient.email, reply)
+            record(letter)
+        else:
+            log.warning("%s: %s: %s (will retry)", label, letter.recipient.email, reply)
+            if code == 421:  # the server is closing this connection
+                return

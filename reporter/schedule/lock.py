@@ -6,6 +6,7 @@ manual clean-up; the holder's pid is written into the file only to name it in th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -19,8 +20,11 @@ class SchedulerLock:
         self._fd: int | None = None
 
     def acquire(self) -> "SchedulerLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError([Problem(str(self.path), "", f"cannot open the scheduler lock: {exc.strerror}")]) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -28,8 +32,13 @@ class SchedulerLock:
             os.close(fd)
             raise StateError([Problem(str(self.path), "", f"another scheduler (pid {holder}) is already running "
                                       "for this state; stop it first, or use another state file")]) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:  # a full disk: the lock holds, only the name of its holder is missing
+            if exc.errno != errno.ENOSPC:
+                os.close(fd)
+                raise StateError([Problem(str(self.path), "", f"cannot write the scheduler lock: {exc.strerror}")]) from None
         self._fd = fd
         return self
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from ..config import Project, Report
 from ..cron import parse_schedule
@@ -23,22 +23,33 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-Deliver = Callable[[Report, date], object]
-"""Delivers an edition after its render; returns something with ``ok`` and ``summary``, or None."""
+
+class Delivery(Protocol):
+    """What the service does about email (:class:`reporter.deliver.scheduled.ScheduledDelivery`)."""
+
+    def recipients_of(self, report: Report) -> list[tuple[str, str, str]]: ...
+
+    def after_render(self, report: Report, day: date) -> Any: ...  # with ``ok`` and ``summary``, or None
+
+    def render_failed(self, report: Report, slot: str, day: date, error: str) -> None: ...
+
+    def retry(self) -> list[tuple[str, date, Any]]: ...
 
 
 class Service:
     """Runs due slots through an :class:`Executor` and records everything in the history."""
 
     def __init__(self, project: Project, history: History, executor: Executor, clock: Clock,
-                 deliver: Deliver | None = None) -> None:
+                 delivery: Delivery | None = None) -> None:
         self.project = project
         self.history = history
         self.executor = executor
         self.clock = clock
-        self.deliver = deliver
+        self.delivery = delivery
         self._threads = ThreadPoolExecutor(max_workers=max(4, len(project.reports)), thread_name_prefix="slot")
         self._report_locks = {report_id: threading.Lock() for report_id in project.reports}
+        self._stop_retrying = threading.Event()
+        self._retrier: threading.Thread | None = None
 
     def scheduled(self) -> list[Report]:
         return [r for r in self.project.reports.values() if r.schedule]
@@ -87,33 +98,54 @@ class Service:
 
         if status != "ok":
             remove_stale_parts(self.project.output_dir / report.id / slot.edition_date.isoformat())
-        self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts)
+        # Who must get the edition is written with it, in one transaction: from here on the
+        # ledger knows, whatever happens to the delivery.
+        pending = self.delivery.recipients_of(report) if status == "ok" and self.delivery else []
+        self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts, pending=pending)
         if status == "ok":
             log.info("%s slot %s: ok in %.1f s, %d files (worker %d)", report.id, slot.key, seconds, len(artifacts),
                      worker, extra={"fields": {"event": "ok", "seconds": round(seconds, 2), "worker": worker, **fields}})
-            delivered = self.deliver(report, slot.edition_date) if self.deliver else None
+            delivered = self.delivery.after_render(report, slot.edition_date) if self.delivery else None
             if delivered is not None and not delivered.ok:
                 status = f"ok, {delivered.summary}"
+                log.error("%s slot %s: %s", report.id, slot.key, status,
+                          extra={"fields": {"event": "not-delivered", "summary": delivered.summary, **fields}})
         else:
             log.error("%s slot %s: %s: %s", report.id, slot.key, status, error,
                       extra={"fields": {"event": status, "error": error, **fields}})
+            if status == "failed" and self.delivery:
+                self.delivery.render_failed(report, slot.key, slot.edition_date, error or status)
         return slot, status
 
-    def resume_deliveries(self) -> None:
-        """Finish deliveries that a stopped process left half done (claimed, never recorded).
+    def resume_deliveries(self) -> list[tuple[str, date, Any]]:
+        """Send what earlier runs left undelivered (pending, failed, or cut short by a crash) while
+        their editions are inside ``[email] retry_for``; give up on older ones. One result per edition.
 
         The ledger knows who still lacks their copy, so only they get it now.
         """
-        if not self.deliver:
+        return self.delivery.retry() if self.delivery else []
+
+    def start_retrying(self, every: float) -> None:
+        """For ``reporter run``: also retry undelivered messages every ``every`` seconds, until :meth:`close`."""
+        if not self.delivery or self._retrier is not None:
             return
-        for report in self.project.reports.values():
-            if report.recipients:
-                for day in self.history.unfinished_deliveries(report.id):
-                    log.info("%s %s: finishing a delivery that was interrupted", report.id, day,
-                             extra={"fields": {"event": "resume-delivery", "report": report.id, "edition_date": day.isoformat()}})
-                    self.deliver(report, day)
+
+        def loop() -> None:
+            while not self._stop_retrying.wait(every):
+                try:
+                    self.resume_deliveries()
+                except Exception:  # noqa: BLE001 - the next round tries again; the log says why
+                    log.exception("retrying undelivered messages failed")
+
+        self._retrier = threading.Thread(target=loop, name="retry-deliveries", daemon=True)
+        self._retrier.start()
 
     def close(self) -> None:
+        self._stop_retrying.set()
+        if self._retrier is not None:
+            # Not the whole time_limit: a stop must stay prompt. A message cut off here is left
+            # claimed by a dead process, and the next start sends it.
+            self._retrier.join(timeout=10)
         self._threads.shutdown(wait=True)
 
 

@@ -9,8 +9,10 @@ the same scheduled slot cannot both win. A locked or damaged file raises
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -70,7 +72,9 @@ deliveries = sa.Table(
     sa.Column("lang", sa.String, primary_key=True),
     sa.Column("recipient", sa.String, primary_key=True),
     sa.Column("kind", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False, doc="pending | sent | failed | rejected"),
+    sa.Column("status", sa.String, nullable=False,
+              doc="pending (to send) | sending (claimed) | sent | failed (retried while in the window) | rejected (5xx)"
+                  " | unchanged (send_if)"),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("reply", sa.Text, doc="the server's last reply, e.g. '250 OK' or '550 no such user'"),
     sa.Column("message_id", sa.String),
@@ -80,6 +84,31 @@ deliveries = sa.Table(
     sa.Column("owner", sa.String, doc="host:pid of the process sending it now (status 'sending')"),
     sa.Column("content", sa.String, doc="digest of what the edition says (data and texts), for send_if"),
 )
+
+notices = sa.Table(
+    "notices", metadata,
+    sa.Column("report", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, primary_key=True, doc="render (a scheduled render failed) | delivery (not delivered to everyone)"
+              " | expired (still not, when retry_for ran out)"),
+    sa.Column("about", sa.String, primary_key=True, doc="the slot (render) or the edition date (delivery)"),
+    sa.Column("recipient", sa.String, primary_key=True, doc="an on_failure address"),
+    sa.Column("edition_date", sa.String, nullable=False),
+    sa.Column("lang", sa.String, nullable=False),
+    sa.Column("error", sa.Text, nullable=False, doc="what failed, as the notice tells it"),
+    sa.Column("status", sa.String, nullable=False, doc="pending | sending | sent | failed | resolved"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("reply", sa.Text),
+    sa.Column("message_id", sa.String),
+    sa.Column("created_at", sa.String, nullable=False),
+    sa.Column("updated_at", sa.String, nullable=False),
+    sa.Column("owner", sa.String),
+)
+
+_MOVE_ASIDE = "move it aside, then `reporter adopt` rebuilds it from the editions on disk"
+
+UNDELIVERED = ("pending", "sending", "failed")
+"""Ledger statuses of a message the recipient does not have yet and that a scheduled retry may send."""
+
 
 def owner() -> str:
     """This process, as recorded against what it is doing (``host:pid``); forks get their own."""
@@ -123,6 +152,62 @@ class RunRecord:
     error: str | None
     owner: str
     artifacts: tuple[ArtifactRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    report: str
+    kind: str
+    about: str
+    recipient: str
+    edition_date: str
+    lang: str
+    error: str
+    status: str
+    attempts: int
+    reply: str | None
+    message_id: str | None
+    created_at: str
+    updated_at: str
+    owner: str | None = None
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`StateError` unless the history at ``path`` and its folder can be written.
+
+    SQLite opens a file it cannot write read-only without a word and fails only at the first
+    write, which for ``reporter run`` is the first slot, hours later; a scheduler must find out
+    at start-up. Root ignores permission bits, so this tries rather than asks ``os.access``.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError([Problem(str(path), "", f"cannot create its folder: {exc.strerror}")]) from None
+    probe = None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".reporter-probe-", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"\0" * 4096)  # a page: an empty file would fit on a full disk
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            message = f"the state folder {folder} has no space left; free some, or set `state` in [project] to another place"
+        else:
+            message = (f"the state folder {folder} is not writable ({exc.strerror}); the history, its journal and the "
+                       "scheduler lock live there: make it writable, or set `state` in [project] to a writable place")
+        raise StateError([Problem(str(path), "", message)]) from None
+    finally:
+        if probe:
+            Path(probe).unlink(missing_ok=True)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        try:
+            os.close(os.open(file, os.O_RDWR))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            hint = ("it is immutable or append-only (lsattr shows i or a): clear that with `chattr -i`"
+                    if exc.errno == errno.EPERM else "make it writable")
+            raise StateError([Problem(str(file), "", f"cannot be written ({exc.strerror}); {hint}")]) from None
 
 
 @dataclass(frozen=True)
@@ -197,12 +282,37 @@ class History:
             readonly = connection.get_execution_options().get("readonly")
             connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+    def check(self) -> None:
+        """Read every page (``PRAGMA quick_check``); raise :class:`StateError` if any is damaged.
+
+        SQLite reads only the pages a query needs, so a damaged page can go unnoticed for months
+        until a write lands on it; a scheduler checks the whole file at start-up instead.
+        """
+        def quick_check(conn: sa.Connection) -> list[str]:
+            return [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check")]
+        try:
+            with self._reader.begin() as conn:
+                found = quick_check(conn)
+        except DatabaseError as exc:
+            if "locked" in str(exc.orig):
+                raise self._error(exc) from None
+            found = [str(exc.orig)]  # some damage stops the check itself
+        if found != ["ok"]:
+            # Rows read like "*** in database main ***\nPage 7: btreeInitPage() returns error code 11".
+            lines = [line for row in found for line in row.splitlines() if line.strip() and not line.startswith("***")]
+            more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+            raise StateError([Problem(self.where, "", f"the history database is damaged (quick_check: {lines[0]}{more}); "
+                                      f"{_MOVE_ASIDE}")])
+
+    def has_runs(self) -> bool:
+        return self._run(lambda conn: conn.execute(sa.select(runs.c.id).limit(1)).first() is not None, readonly=True)
+
     def _error(self, exc: Exception) -> StateError:
         text = str(getattr(exc, "orig", exc))
         if "locked" in text:
             message = "the history database is locked by another process; try again"
         elif "not a database" in text or "malformed" in text:
-            message = f"the history database is damaged ({text}); move it aside to start a new one"
+            message = f"the history database is damaged ({text}); {_MOVE_ASIDE}"
         else:
             message = f"cannot use the history database: {text}"
         return StateError([Problem(self.where, "", message)])
@@ -258,8 +368,13 @@ class History:
         return True
 
     def finish_run(self, run_id: int, status: str, now: datetime, *, error: str | None = None,
-                   files: Sequence[Any] = ()) -> None:
-        """Record how a run ended and, for ``ok``, the artifacts it wrote."""
+                   files: Sequence[Any] = (), pending: Sequence[tuple[str, str, str]] = ()) -> None:
+        """Record how a run ended and, for ``ok``, the artifacts it wrote.
+
+        ``pending`` are (language, address, kind) of the recipients who must get the edition: each
+        gets a ``pending`` ledger row in the same transaction, unless it has one already, so no
+        edition is ever written without the ledger knowing who still needs it.
+        """
         def finish(conn: sa.Connection) -> None:
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, finished_at=_iso(now), error=error))
@@ -268,7 +383,15 @@ class History:
                 conn.execute(artifacts.insert().values(
                     run_id=run_id, path=str(item.path), lang=item.lang, format=item.format,
                     sha256=item.sha256, size=item.size))
+            if pending:
+                report, day = conn.execute(sa.select(runs.c.report, runs.c.edition_date).where(runs.c.id == run_id)).one()
+                _add_pending(conn, report, day, pending, now)
         self._run(finish)
+
+    def add_pending(self, report: str, edition_date: date, recipients: Sequence[tuple[str, str, str]],
+                    now: datetime) -> None:
+        """A ``pending`` row for each (language, address, kind) that has no row yet."""
+        self._run(lambda conn: _add_pending(conn, report, edition_date.isoformat(), recipients, now))
 
     def abandon_running(self, now: datetime) -> list[tuple[int, str, str]]:
         """Mark runs whose process is gone as ``abandoned``; return (id, report, edition date) of each.
@@ -373,14 +496,6 @@ class History:
                 deliveries.c.owner == _sender()).values(owner=None))
         self._run(release)
 
-    def unfinished_deliveries(self, report: str) -> list[date]:
-        """Editions with a message claimed by a process that died before it finished sending."""
-        def get(conn: sa.Connection) -> list[tuple[str, str | None]]:
-            return conn.execute(sa.select(deliveries.c.edition_date, deliveries.c.owner).where(
-                deliveries.c.report == report, deliveries.c.status.in_(("sending", "pending")))).all()
-        rows = self._run(get, readonly=True)
-        return sorted({date.fromisoformat(day) for day, who in rows if not (who and owner_alive(who))})
-
     def record_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str,
                         status: str, attempts: int, reply: str | None, now: datetime,
                         message_id: str | None = None, sha256: str | None = None, forced: bool = False,
@@ -395,6 +510,41 @@ class History:
             if not conn.execute(deliveries.update().where(*where).values(**values)).rowcount:
                 conn.execute(deliveries.insert().values(**key, **values))
         self._run(upsert)
+
+    def undelivered(self, report: str | None = None) -> list[DeliveryRecord]:
+        """Rows of messages not delivered yet that nobody is sending right now (pending, failed, or
+        claimed by a process that died), oldest edition first."""
+        def get(conn: sa.Connection) -> list[DeliveryRecord]:
+            query = sa.select(deliveries).where(deliveries.c.status.in_(UNDELIVERED)).order_by(
+                deliveries.c.edition_date, deliveries.c.report, deliveries.c.lang, deliveries.c.recipient)
+            if report:
+                query = query.where(deliveries.c.report == report)
+            return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
+        rows = self._run(get, readonly=True)
+        return [row for row in rows if not (row.owner and owner_alive(row.owner))]
+
+    def note_undelivered(self, report: str, edition_date: date, keys: Sequence[tuple[str, str]], reason: str,
+                         now: datetime, *, status: str | None = None) -> None:
+        """Say on the rows of (language, address) why they were not sent; ``status`` changes it too.
+
+        A row that was ``sent`` meanwhile is left alone.
+        """
+        def note(conn: sa.Connection) -> None:
+            values = dict(reply=reason, updated_at=_iso(now), owner=None) | ({"status": status} if status else {})
+            for lang, recipient in keys:
+                conn.execute(deliveries.update().where(
+                    deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
+                    deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower(),
+                    deliveries.c.status.in_(UNDELIVERED)).values(**values))
+        self._run(note)
+
+    def edition_written_at(self, report: str, edition_date: date) -> datetime | None:
+        """When the first successful run of an edition finished: where its retry window starts."""
+        def get(conn: sa.Connection) -> str | None:
+            return conn.execute(sa.select(sa.func.min(runs.c.finished_at)).where(
+                runs.c.report == report, runs.c.edition_date == edition_date.isoformat(), runs.c.status == "ok")).scalar()
+        value = self._run(get, readonly=True)
+        return datetime.fromisoformat(value) if value else None
 
     def deliveries(self, report: str | None = None, edition_date: date | None = None) -> list[DeliveryRecord]:
         def get(conn: sa.Connection) -> list[DeliveryRecord]:
@@ -426,3 +576,99 @@ class History:
         if row is None:
             return None
         return row["id"], ArtifactRecord(row["path"], row["lang"], row["format"], row["sha256"], row["size"])
+
+    # --- adoption -----------------------------------------------------------------------
+
+    def has_edition(self, report: str, edition_date: date) -> bool:
+        def get(conn: sa.Connection) -> bool:
+            return conn.execute(sa.select(runs.c.id).where(
+                runs.c.report == report, runs.c.edition_date == edition_date.isoformat(),
+                runs.c.status == "ok").limit(1)).first() is not None
+        return self._run(get, readonly=True)
+
+    def adopt_edition(self, report: str, edition_date: date, files: Sequence[Any], written_at: datetime,
+                      now: datetime) -> int:
+        """Record an edition found on disk as a successful run (trigger ``adopt``); return its id."""
+        def adopt(conn: sa.Connection) -> int:
+            run_id = conn.execute(runs.insert().values(
+                report=report, edition_date=edition_date.isoformat(), slot=None, trigger="adopt",
+                started_at=_iso(written_at), finished_at=_iso(written_at), status="ok", owner=owner(),
+                error=f"adopted from the files on disk at {_iso(now)}")).inserted_primary_key[0]
+            for item in files:
+                conn.execute(artifacts.insert().values(
+                    run_id=run_id, path=str(item.path), lang=item.lang, format=item.format, sha256=item.sha256, size=item.size))
+            return run_id
+        return self._run(adopt)
+
+    def adopt_delivery(self, report: str, edition_date: date, lang: str, recipient: str, *, kind: str, status: str,
+                       attempts: int, reply: str | None, at: datetime, message_id: str | None, sha256: str | None,
+                       forced: bool, content: str | None) -> bool:
+        """Add a delivery found in an edition's record, unless the ledger has a row for it; True if added."""
+        key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
+
+        def adopt(conn: sa.Connection) -> bool:
+            if conn.execute(sa.select(deliveries.c.status).where(*[deliveries.c[k] == v for k, v in key.items()])).first():
+                return False
+            conn.execute(deliveries.insert().values(
+                **key, kind=kind, status=status, attempts=attempts, reply=reply, message_id=message_id,
+                sha256=sha256, updated_at=_iso(at), forced=forced, owner=None, content=content))
+            return True
+        return self._run(adopt)
+
+    # --- failure notices ----------------------------------------------------------------
+
+    def add_notice(self, report: str, kind: str, about: str, recipient: str, *, edition_date: date, lang: str,
+                   error: str, now: datetime) -> bool:
+        """Queue a failure notice unless this one was queued before (each is sent once); True if new."""
+        def add(conn: sa.Connection) -> bool:
+            key = [notices.c.report == report, notices.c.kind == kind, notices.c.about == about,
+                   notices.c.recipient == recipient.lower()]
+            if conn.execute(sa.select(notices.c.status).where(*key)).first():
+                return False
+            conn.execute(notices.insert().values(
+                report=report, kind=kind, about=about, recipient=recipient.lower(), edition_date=edition_date.isoformat(),
+                lang=lang, error=error, status="pending", attempts=0, created_at=_iso(now), updated_at=_iso(now)))
+            return True
+        return self._run(add)
+
+    def notices(self, report: str | None = None, *, unsent: bool = False) -> list[NoticeRecord]:
+        """Failure notices, newest first; with ``unsent``, those still to send that nobody is sending."""
+        def get(conn: sa.Connection) -> list[NoticeRecord]:
+            query = sa.select(notices).order_by(notices.c.created_at.desc(), notices.c.recipient)
+            if report:
+                query = query.where(notices.c.report == report)
+            if unsent:
+                query = query.where(notices.c.status.in_(UNDELIVERED))
+            return [NoticeRecord(**row) for row in conn.execute(query).mappings()]
+        rows = self._run(get, readonly=True)
+        return [r for r in rows if not (unsent and r.owner and owner_alive(r.owner))]
+
+    def claim_notice(self, notice: NoticeRecord, now: datetime) -> bool:
+        """Take a notice to send it; False if it was sent or another live process has it."""
+        def claim(conn: sa.Connection) -> bool:
+            where = [notices.c.report == notice.report, notices.c.kind == notice.kind,
+                     notices.c.about == notice.about, notices.c.recipient == notice.recipient]
+            row = conn.execute(sa.select(notices.c.status, notices.c.owner).where(*where)).first()
+            if row is None or row.status not in UNDELIVERED or (row.owner and row.owner != _sender() and owner_alive(row.owner)):
+                return False
+            conn.execute(notices.update().where(*where).values(status="sending", owner=_sender(), updated_at=_iso(now)))
+            return True
+        return self._run(claim)
+
+    def record_notice(self, notice: NoticeRecord, *, status: str, attempts: int, reply: str | None, now: datetime,
+                      message_id: str | None = None) -> None:
+        def record(conn: sa.Connection) -> None:
+            conn.execute(notices.update().where(
+                notices.c.report == notice.report, notices.c.kind == notice.kind, notices.c.about == notice.about,
+                notices.c.recipient == notice.recipient).values(
+                status=status, attempts=attempts, reply=reply, message_id=message_id, updated_at=_iso(now), owner=None))
+        self._run(record)
+
+
+def _add_pending(conn: sa.Connection, report: str, day: str, recipients: Sequence[tuple[str, str, str]],
+                 now: datetime) -> None:
+    for lang, recipient, kind in recipients:
+        key = dict(report=report, edition_date=day, lang=lang, recipient=recipient.lower())
+        if not conn.execute(sa.select(deliveries.c.status).where(*[deliveries.c[k] == v for k, v in key.items()])).first():
+            conn.execute(deliveries.insert().values(**key, kind=kind, status="pending", attempts=0,
+                                                    updated_at=_iso(now), forced=False))
