@@ -192,7 +192,7 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
     with _scheduler_state(ctx, project) as history:
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
                  len([r for r in project.reports.values() if r.schedule]), project.state_path)
-        serve(_service(ctx, project, history, workers), stop_grace=stop_timeout)
+        serve(_service(ctx, project, history, workers), stop_grace=stop_timeout, system_clock=_system_clock)
 
 
 @main.command("run-due")
