@@ -153,8 +153,10 @@ def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
             armed[report.id] = (after, instant)
             if instant is not None:
                 # Our clock may be shifted (REPORTER_NOW) while APScheduler reads the real one:
-                # the wake-up is as far ahead on its clock as the fire is on ours.
-                wake_at = system_clock() + (instant - service.clock())
+                # the wake-up is as far ahead on its clock as the fire is on ours. Ours is read
+                # first, so the wake-up errs late, never early.
+                ahead = instant - service.clock()
+                wake_at = system_clock() + ahead
                 # Re-arming from inside a wake is safe: APScheduler drops the one-shot job it has
                 # just submitted while holding the lock that add_job takes, so never this one.
                 scheduler.add_job(wake, DateTrigger(wake_at, timezone.utc), args=[report], id=report.id,
@@ -171,6 +173,8 @@ def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
 
     def wake(report: Report) -> None:
         checked = service.clock()
+        log.debug("%s: woken at %s", report.id, checked.isoformat(timespec="seconds"),
+                  extra={"fields": {"event": "woken", "report": report.id}})
         try:
             service.due([report])
         finally:
