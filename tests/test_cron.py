@@ -405,7 +405,7 @@ def expressions(draw, allow_invalid: bool = False, stars: tuple[int, ...] = (0, 
 
 
 @_ci(400)
-@given(expressions(allow_invalid=True))
+@given(st.booleans().flatmap(lambda mistakes: expressions(allow_invalid=mistakes)))
 def test_parse_and_check_schedule_accept_exactly_the_valid_lines(expr: Expr) -> None:
     if not expr.valid:
         with pytest.raises(ValueError):
