@@ -113,8 +113,9 @@ def _expand(spec: _Field, text: str) -> frozenset[int]:
             if not step_text.isdigit():
                 raise ValueError(f"{spec.name} field {text!r}: the step in {item!r} is not a whole number")
             if not star and not last:
+                until = spec.names[-1] if first in spec.names else spec.high
                 raise ValueError(f"{spec.name} field {text!r}: {item!r} steps from a single value; "
-                                 f"write a range such as '{first}-{spec.names[-1] if first in spec.names else spec.high}/{step_text}'")
+                                 f"write a range such as '{first}-{until}/{step_text}'")
             digits = step_text.lstrip("0")
             if not digits:
                 raise ValueError(f"{spec.name} field {text!r}: the step in {item!r} must be at least 1")
@@ -295,7 +296,9 @@ def fire_times(schedule: Schedule, zone: tzinfo, after: datetime, until: datetim
     With a limit, only the last days are computed when they hold enough fires: a minute-level
     schedule after three years of downtime costs a day's work, not a million fire times.
     """
-    if limit is not None and schedule.clock_times:
+    if limit is not None and limit <= 0:
+        return []
+    if limit is not None:
         start = _start_of_newest(schedule, zone, after, until, limit)
         if start > after:
             newest = fire_times(schedule, zone, start, until)
