@@ -211,7 +211,7 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
         service = _service(ctx, project, history, workers)
         # Between slots too: a mail server that comes back gets what waited, within retry_for.
         service.start_retrying(project.email.retry_every)
-        serve(service, stop_grace=stop_timeout)
+        serve(service, stop_grace=stop_timeout, system_clock=_system_clock)
 
 
 @main.command("run-due")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Project, Report
 from ..state.history import UNDELIVERED, History
-from .plan import fire_times, next_runs
+from .plan import fire_times, next_runs, slot_of
 
 VERSION = 1
 
@@ -55,7 +55,7 @@ def _report_status(project: Project, report: Report, history: History, now: date
             missed = fire_times(report, decided, now - timedelta(seconds=report.grace_seconds))
             if missed:
                 # The slot's name: its wall-clock time in the report's zone, as the history keys slots.
-                overdue = missed[0].astimezone(report.timezone).strftime("%Y-%m-%dT%H:%M")
+                overdue = slot_of(report, missed[0]).key
                 problems.append(f"overdue: the slot {overdue} did not run and its grace ({_hours(report.grace_seconds)}) "
                                 "has passed; is `reporter run` up, or cron calling `reporter run-due`?")
     upcoming = next_runs(report, now, 1) if report.schedule else []

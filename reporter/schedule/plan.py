@@ -4,17 +4,20 @@ A *slot* is one scheduled time of one report, named by its wall-clock time in th
 zone (``2025-11-03T08:00``). The history records every slot decided (run, failed, skipped), and
 a slot is claimed in the history before it runs, so it never runs twice: not across restarts,
 not when ``run-due`` is called twice, and not at a DST fall-back, where the same wall-clock time
-comes round twice but it is still one slot.
+comes round twice but it is still one slot. A time that a spring-forward skips keeps its
+nominal name (``2025-03-09T02:30``) although it fires at 03:30 EDT, so its identity does not
+depend on the clocks. Fire times come from :mod:`reporter.cron`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
+from itertools import islice
 from typing import Iterable
 
+from .. import cron
 from ..config import Report
-from ..cron import parse_schedule
 
 ON_TIME = timedelta(minutes=2)
 """A slot seen within this long after its time is on time, whatever the catch-up policy."""
@@ -30,41 +33,33 @@ class Slot:
     edition_date: date
 
 
-def slot_of(report: Report, fire_time: datetime) -> Slot:
-    local = fire_time.astimezone(report.timezone)
-    return Slot(report.id, local.replace(tzinfo=None).isoformat(timespec="minutes"),
-                fire_time.astimezone(timezone.utc), local.date())
+def slot_of(report: Report, fire: cron.Fire) -> Slot:
+    """The slot of a fire: named by its nominal wall-clock time, dated by that time's day."""
+    return Slot(report.id, fire.wall.isoformat(timespec="minutes"), fire.instant, fire.wall.date())
 
 
-def _fire_time(report: Report, key: str) -> datetime:
-    return datetime.fromisoformat(key).replace(tzinfo=report.timezone)
+def _fire_of(report: Report, key: str) -> cron.Fire:
+    wall = datetime.fromisoformat(key)
+    return cron.Fire(cron.instant_of(wall, report.timezone), wall)
 
 
-def fire_times(report: Report, after: datetime, until: datetime, limit: int = MAX_SLOTS) -> list[datetime]:
-    """The report's scheduled times in ``(after, until]``, oldest first, at most ``limit`` newest."""
-    trigger = parse_schedule(report.schedule, report.timezone)
-    times: list[datetime] = []
-    moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
-    while moment is not None and moment <= until:
-        times.append(moment)
-        if len(times) > limit:
-            times.pop(0)
-        moment = trigger.get_next_fire_time(moment, moment)
-    return times
+def fire_times(report: Report, after: datetime, until: datetime, limit: int = MAX_SLOTS) -> list[cron.Fire]:
+    """The report's fires in ``(after, until]``, oldest first, at most ``limit`` newest."""
+    return cron.fire_times(cron.parse(report.schedule), report.timezone, after, until, limit)
 
 
 def next_runs(report: Report, now: datetime, count: int) -> list[datetime]:
-    """The next ``count`` scheduled times, in the report's zone, for ``reporter list``."""
-    trigger = parse_schedule(report.schedule, report.timezone)
-    out, moment = [], trigger.get_next_fire_time(None, now)
-    seen: set[str] = set()
-    while moment is not None and len(out) < count:
-        key = slot_of(report, moment).key
-        if key not in seen:  # a fall-back repeat is the same slot, not another run
-            seen.add(key)
-            out.append(moment.astimezone(report.timezone))
-        moment = trigger.get_next_fire_time(moment, moment)
-    return out
+    """The next ``count`` fire instants after ``now``, in the report's zone, for ``reporter list``.
+
+    These are real instants: a time skipped by a spring-forward shows when it fires (03:30 EDT).
+    """
+    upcoming = cron.fires(cron.parse(report.schedule), report.timezone, now)
+    return [fire.instant.astimezone(report.timezone) for fire in islice(upcoming, count)]
+
+
+def next_fire(report: Report, now: datetime) -> cron.Fire | None:
+    """The report's first fire after ``now``; None if its schedule never fires."""
+    return cron.next_fire(cron.parse(report.schedule), report.timezone, now)
 
 
 @dataclass(frozen=True)
@@ -84,10 +79,11 @@ def plan(report: Report, now: datetime, since: datetime | None, abandoned: Itera
     """
     grace = timedelta(seconds=report.grace_seconds)
     start = since if since is not None else now - ON_TIME
-    candidates = {s.key: s for s in (slot_of(report, t) for t in fire_times(report, start, now))}
+    candidates = {s.key: s for s in (slot_of(report, fire) for fire in fire_times(report, start, now))}
     for key in abandoned:
-        candidates.setdefault(key, slot_of(report, _fire_time(report, key)))
-    slots = sorted(candidates.values(), key=lambda s: s.key)
+        candidates.setdefault(key, slot_of(report, _fire_of(report, key)))
+    # By instant: where a gap shifts a time, names and instants need not sort alike.
+    slots = sorted(candidates.values(), key=lambda s: (s.fire_time, s.key))
     expired = [s for s in slots if s.fire_time < now - grace]
     live = [s for s in slots if s.fire_time >= now - grace]
     skip = [(s, f"missed by more than the grace period ({report.grace_seconds / 3600:g} h)") for s in expired]

@@ -2,7 +2,8 @@
 delivers, and (``reporter run``) lets APScheduler wake it at each slot.
 
 The same :meth:`Service.due` serves the long-running ``reporter run`` (at start-up for what was
-missed, then whenever APScheduler wakes it), and ``reporter run-due`` for system cron.
+missed, then whenever APScheduler wakes it), and ``reporter run-due`` for system cron. Fire
+times are computed by :mod:`reporter.cron`; APScheduler only wakes the service at them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
 
 from ..config import Project, Report
-from ..cron import parse_schedule
 from ..execute import Executor, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped
 from ..state.history import History
-from .plan import Slot, next_runs, plan
+from .plan import Slot, next_fire, plan
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +149,18 @@ class Service:
         self._threads.shutdown(wait=True)
 
 
-def serve(service: Service, stop_grace: float) -> None:
-    """The long-running scheduler: catch up, then wake at each slot until SIGTERM or SIGINT."""
+def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
+    """The long-running scheduler: catch up, then wake at each slot until SIGTERM or SIGINT.
+
+    Each report has one one-shot APScheduler job at its next fire instant, computed here; when
+    it wakes, the due slots run and the next wake is armed. ``system_clock`` is the real time,
+    by which APScheduler keeps its own.
+    """
     import signal  # noqa: PLC0415
 
     from apscheduler.executors.pool import ThreadPoolExecutor as APSThreads  # noqa: PLC0415
     from apscheduler.schedulers.blocking import BlockingScheduler  # noqa: PLC0415
+    from apscheduler.triggers.date import DateTrigger  # noqa: PLC0415
 
     reports = service.scheduled()
     scheduler = BlockingScheduler(
@@ -163,11 +169,50 @@ def serve(service: Service, stop_grace: float) -> None:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=timezone.utc,
     )
-    for report in reports:
-        scheduler.add_job(service.due, parse_schedule(report.schedule, report.timezone), args=[[report]],
-                          id=report.id, name=report.id)
-
     stopping = threading.Event()
+    arming = threading.Lock()
+    armed: dict[str, tuple[datetime, datetime | None]] = {}  # report id: (armed after, the fire it found)
+
+    def arm(report: Report, after: datetime) -> None:
+        """Wake for the report's first fire after ``after`` (never after an earlier ``after``)."""
+        with arming:
+            if stopping.is_set():
+                return
+            previous_after, previous_fire = armed.get(report.id, (after, None))
+            after = max(after, previous_after)
+            fire = next_fire(report, after)
+            instant = fire.instant if fire else None
+            armed[report.id] = (after, instant)
+            if instant is not None:
+                # Our clock may be shifted (REPORTER_NOW) while APScheduler reads the real one:
+                # the wake-up is as far ahead on its clock as the fire is on ours. Ours is read
+                # first, so the wake-up errs late, never early.
+                ahead = instant - service.clock()
+                wake_at = system_clock() + ahead
+                # Re-arming from inside a wake is safe: APScheduler drops the one-shot job it has
+                # just submitted while holding the lock that add_job takes, so never this one.
+                scheduler.add_job(wake, DateTrigger(wake_at, timezone.utc), args=[report], id=report.id,
+                                  name=report.id, replace_existing=True)
+        if instant == previous_fire:
+            return
+        if instant is None:
+            log.warning("%s: schedule %r never fires", report.id, report.schedule,
+                        extra={"fields": {"event": "never", "report": report.id}})
+            return
+        moment = instant.astimezone(report.timezone)
+        log.info("%s: next run %s (%s)", report.id, moment.isoformat(timespec="minutes"), report.timezone.key,
+                 extra={"fields": {"event": "next", "report": report.id, "at": moment.isoformat()}})
+
+    def wake(report: Report) -> None:
+        checked = service.clock()
+        log.debug("%s: woken at %s", report.id, checked.isoformat(timespec="seconds"),
+                  extra={"fields": {"event": "woken", "report": report.id}})
+        try:
+            service.due([report])
+        finally:
+            # From before the run: a fire that passed while it rendered still wakes us, and a
+            # wake that came early (the two clocks drift apart) waits for the same fire again.
+            arm(report, checked)
 
     def stop(signum: int, _frame: object) -> None:
         if not stopping.is_set():
@@ -179,10 +224,11 @@ def serve(service: Service, stop_grace: float) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Armed before the catch-up, so a slot that falls due while it renders still runs on time;
+    # each wake then arms the next, so nothing needs re-arming after the catch-up.
+    started = service.clock()
     for report in reports:
-        for moment in next_runs(report, service.clock(), 1):
-            log.info("%s: next run %s (%s)", report.id, moment.isoformat(timespec="minutes"), report.timezone.key,
-                     extra={"fields": {"event": "next", "report": report.id, "at": moment.isoformat()}})
+        arm(report, started)
     # A signal that lands just before start() finds the scheduler not yet running; this
     # watchdog then stops it from inside, so the service can never miss its stop.
     scheduler.add_job(lambda: stopping.is_set() and scheduler.shutdown(wait=False), "interval", seconds=1,
