@@ -7,6 +7,7 @@ to the file, so a project folder can live anywhere.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -312,6 +313,11 @@ class _Checker:
     def per_language(self, value: Any, key: str, languages: tuple[str, ...]) -> dict[str, str]:
         if value is None:
             return {}
+        if not languages:
+            # The languages themselves were wrong, and that is reported: naming every text
+            # "unknown" as well would bury it.
+            table = self.table(value, key, set(value) if isinstance(value, dict) else set())
+            return {lang: v for lang, v in table.items() if isinstance(v, str)}
         table = self.table(value, key, set(languages), set(languages))
         return {lang: text for lang, v in table.items() if (text := self.string(v, _join(key, lang)))}
 
@@ -389,7 +395,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
     for report_id, table in check.mapping(top.get("reports", {}), "reports").items():
         key = f"reports.{report_id}"
         if not REPORT_ID.fullmatch(report_id):
-            check.problem(key, "a report id is lower-case letters, digits, '-' and '_'")
+            check.problem(f"reports.{json.dumps(report_id, ensure_ascii=False)}",
+                          "a report id is lower-case letters, digits, '-' and '_'")
             continue
         report = _report(check, key, report_id, table, data_dir, templates_dir)
         if report:
@@ -621,7 +628,9 @@ def _table(check: _Checker, key: str, table_id: str, raw: Any, languages: tuple[
     resource = check.string(table.get("resource"), f"{key}.resource") or ""
     columns = check.strings(table.get("columns"), f"{key}.columns", lambda v, w: v)
     headers: dict[str, tuple[str, ...]] = {}
-    for lang, value in check.table(table.get("headers"), f"{key}.headers", set(languages), set(languages)).items():
+    given = check.table(table.get("headers"), f"{key}.headers", set(languages), set(languages)) if languages \
+        else check.mapping(table.get("headers", {}), f"{key}.headers")
+    for lang, value in given.items():
         names = check.strings(value, f"{key}.headers.{lang}", lambda v, w: v)
         if names and len(names) != len(columns):
             check.problem(f"{key}.headers.{lang}", f"{len(names)} headings for {len(columns)} columns")
@@ -651,6 +660,12 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
     if "recipients_file" in table and (name := check.string(table["recipients_file"], f"{key}.recipients_file")):
         path = (Path(check.file).parent / name).resolve()
         in_file = _Checker(str(path))
+        project_root = Path(check.file).parent.resolve()
+        if project_root not in path.parents:
+            # Recipients are edited by the desk: the list must live in the project, not anywhere
+            # a symlink or a '../' could point.
+            check.problem(f"{key}.recipients_file", f"{name!r} resolves to {path}, outside the project's folder")
+            return ()
         try:
             import csv  # noqa: PLC0415
 
@@ -682,7 +697,7 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
             checker.problem(f"{where}.name", problem)
             continue
         lang = item.get("lang")
-        if lang not in languages:
+        if languages and lang not in languages:
             checker.problem(f"{where}.lang", f"{lang!r} is not one of the report's languages ({', '.join(languages)})")
             continue
         kind = item.get("kind", "to")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import EDITION, REPORT, assert_untouched, earlier_edition, run_cli, write_project
 from projects import write_dataset
@@ -132,3 +134,37 @@ def test_broken_descriptor_is_named(tmp_path: Path, edit, expected: str) -> None
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "datapackage.json:" + expected in result.stderr, result.stderr
+
+
+@given(content=st.binary(max_size=400) | st.text(alphabet=st.sampled_from('ab1.,"\n\r \ufeff-+eé'), max_size=200).map(str.encode))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_bytes_give_a_dataset_or_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    # Whatever an editor saves into a CSV, loading it gives typed rows or DataErrors naming the
+    # file, never another exception.
+    folder = tmp_path / "any"
+    if not (folder / "brief").exists():
+        write_dataset(folder)
+    (folder / "brief" / "series.csv").write_bytes(content)
+    try:
+        datasets.load(folder, "brief")
+    except DataError as exc:
+        assert exc.problems and all(p.file.endswith(("series.csv", "datapackage.json")) for p in exc.problems)
+
+
+@given(descriptor=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                                   st.sampled_from(["resources", "name", "path", "schema", "fields", "type",
+                                                    "constraints", "primaryKey", "foreignKeys", "missingValues"]),
+                                   inner, max_size=4), max_leaves=12))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_descriptor_gives_a_dataset_or_a_clear_error(tmp_path: Path, descriptor) -> None:
+    import json
+
+    folder = tmp_path / "any"
+    if not (folder / "brief").exists():
+        write_dataset(folder)
+    (folder / "brief" / "datapackage.json").write_text(json.dumps(descriptor), encoding="utf-8")
+    try:
+        datasets.load(folder, "brief")
+    except DataError as exc:
+        assert exc.problems

@@ -180,3 +180,31 @@ def test_a_report_id_with_a_line_break_is_refused(tmp_path: Path) -> None:
     result = run_cli("--config", str(config_path), "list")
     assert result.returncode == 1 and "a report id is lower-case letters, digits, '-' and '_'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_symlinks_out_of_data_catalogues_and_recipients_are_refused(tmp_path: Path) -> None:
+    config_path = write_project(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A dataset folder that is a link to elsewhere.
+    (tmp_path / "data" / "brief").rename(outside / "brief")
+    os.symlink(outside / "brief", tmp_path / "data" / "brief")
+    result = run_cli("--config", str(config_path), "validate")
+    assert result.returncode == 1
+    assert f"datapackage.json: resolves to {outside / 'brief' / 'datapackage.json'}, outside the data folder" in result.stderr
+    (tmp_path / "data" / "brief").unlink()
+    (outside / "brief").rename(tmp_path / "data" / "brief")
+    # A catalogue that is a link to a file elsewhere.
+    (outside / "messages.po").write_text('msgid ""\nmsgstr ""\n', encoding="utf-8")
+    catalogue = tmp_path / "locale" / "ru" / "LC_MESSAGES" / "messages.po"
+    catalogue.parent.mkdir(parents=True)
+    os.symlink(outside / "messages.po", catalogue)
+    result = run_cli("--config", str(config_path), "validate")
+    assert result.returncode == 1 and "outside the project's locale folder" in result.stderr, result.stderr
+    catalogue.unlink()
+    # A recipients file outside the project.
+    (outside / "people.csv").write_text("email,lang\nx@example.org,en\n", encoding="utf-8")
+    _edit(config_path, "[reports.brief]\n", '[reports.brief]\nrecipients_file = "../outside/people.csv"\n')
+    result = run_cli("--config", str(config_path), "validate")
+    assert result.returncode == 1
+    assert "reports.brief.recipients_file: '../outside/people.csv' resolves to" in result.stderr and "outside the project's folder" in result.stderr

@@ -266,3 +266,27 @@ def test_an_unknown_fact_in_a_chart_is_named(known: model.Knowledge) -> None:
     with pytest.raises(ChartError) as caught:
         charts.draw(replace(SPECS["facts"], facts=("share", "nope")), known, EN, FONTS)
     assert "names unknown facts: nope" in str(caught.value)
+
+
+UNITS = [None, values.PERCENT, values.PLAIN,
+         values.Unit("t", format="cldr", cldr="mass-tonne"),
+         values.Unit("y", format="cldr", cldr="duration-year", length="long"),
+         values.Unit("usd", format="currency", currency="USD"),
+         values.Unit("usd_bn", format="currency", currency="USD", scale="billion"),
+         values.Unit("times", format="forms", forms={"ru": {"one": "в {n} раз", "few": "в {n} раза", "many": "в {n} раз",
+                                                            "other": "в {n} раза"},
+                                                     "en": {"one": "{n} time", "other": "{n} times"}})]
+
+
+@given(text=st.integers(0, 5).flatmap(lambda p: st.decimals(min_value=-10**12, max_value=10**12, places=p,
+                                                            allow_nan=False, allow_infinity=False)).map(str),
+       upper=st.none() | st.integers(0, 10**6).map(str), unit=st.sampled_from(UNITS),
+       qualifier=st.none() | st.sampled_from(list(values.QUALIFIERS)), lang=st.sampled_from(["ru", "en"]))
+@settings(max_examples=300, deadline=None)
+def test_any_figure_formats_in_one_unbreakable_piece(text: str, upper: str | None, unit, qualifier, lang: str) -> None:
+    value = n(text)
+    printed = values.qualified(value, unit, qualifier, RU if lang == "ru" else EN, upper=n(upper) if upper else None)
+    assert printed and " " not in printed and "\n" not in printed
+    # The number is there exactly as written, whatever the unit wraps around it.
+    digits = values.number(value, RU if lang == "ru" else EN, grouping=unit is not values.PLAIN)
+    assert digits.replace(" ", "\u00a0") in printed, (digits, printed)

@@ -124,6 +124,10 @@ def load(data_dir: Path, name: str) -> Dataset:
     descriptor_path = root / "datapackage.json"
     where = str(descriptor_path)
     problems: list[Problem] = []
+    real = descriptor_path.resolve()
+    if data_dir.resolve() not in real.parents:
+        # A dataset folder (or its descriptor) linked from elsewhere is not the project's data.
+        raise DataError([Problem(where, "", f"resolves to {real}, outside the data folder {data_dir}")])
     try:
         raw_descriptor = descriptor_path.read_bytes()
         descriptor = json.loads(raw_descriptor.decode("utf-8"))
@@ -225,6 +229,10 @@ def _read_table(name: str, path: Path, fields: tuple[Field, ...], schema: dict,
         header_line, header = next(rows_iter, (1, []))
     except csv.Error as exc:
         problems.append(Problem(where, "line 1", f"not valid CSV: {exc}"))
+        return None
+    if not any(header):
+        problems.append(Problem(where, "line 1", "the file is empty: expected a header row with the columns "
+                                f"{', '.join(f.name for f in fields)}"))
         return None
     missing = [f.name for f in fields if f.name not in header]
     for column in missing:

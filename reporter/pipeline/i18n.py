@@ -108,10 +108,16 @@ def _compile(catalog: Catalog) -> Translations:
 
 
 def catalogues(code: str, project_locale_dir: Path | None) -> tuple[Path, ...]:
-    """The ``.po`` files that exist for ``code``: the theme's, then the project's."""
+    """The ``.po`` files that exist for ``code``: the theme's, then the project's.
+
+    A project's catalogue must resolve, symlinks included, inside its locale folder.
+    """
     found = [catalogue_path(PACKAGE_CATALOGUES, code)]
     if project_locale_dir is not None:
-        found.append(catalogue_path(project_locale_dir, code))
+        own = catalogue_path(project_locale_dir, code)
+        if own.is_file() and project_locale_dir.resolve() not in own.resolve().parents:
+            raise TemplateError([Problem(str(own), "", f"resolves to {own.resolve()}, outside the project's locale folder")])
+        found.append(own)
     return tuple(path for path in found if path.is_file())
 
 

@@ -19,11 +19,12 @@ A unit with none of these prints the bare number; ``plain`` prints it without di
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Mapping
 
-from babel.numbers import format_compact_currency
+from babel.numbers import get_currency_symbol
 from babel.units import format_unit, get_unit_name
 
 from .i18n import N_, Language
@@ -145,14 +146,37 @@ def _format_of(value: Decimal | int, lang: Language) -> str:
 def _currency(value: Decimal | int, upper: Decimal | int | None, unit: Unit, lang: Language) -> str:
     end = upper if upper is not None else value
     if unit.scale:
-        scaled = Decimal(end) * (Decimal(10) ** SCALES[unit.scale])
-        whole = format_compact_currency(scaled, unit.currency, format_type="short", locale=lang.locale,
-                                        fraction_digits=digits(end))
-    else:
-        pattern = copy.copy(lang.locale.currency_formats["standard"])
-        pattern.frac_prec = (digits(end), digits(end))
-        whole = pattern.apply(end, lang.locale, currency=unit.currency, currency_digits=False)
+        # The data writes the number in the unit's scale ("1000" billion): it prints as written,
+        # in the locale's compact pattern for that scale, not rescaled to "1 trillion".
+        magnitude = str(10 ** SCALES[unit.scale])
+        formats = lang.locale.compact_currency_formats["short"]
+        pattern = (formats.get(_category(end, lang)) or formats["other"])[magnitude].pattern
+        symbol = get_currency_symbol(unit.currency, locale=lang.locale)
+        return _fill(pattern, _range(value, upper, lang), symbol)
+    pattern = copy.copy(lang.locale.currency_formats["standard"])
+    pattern.frac_prec = (digits(end), digits(end))
+    whole = pattern.apply(end, lang.locale, currency=unit.currency, currency_digits=False)
     return whole.replace(number(end, lang), _range(value, upper, lang), 1)
+
+
+def _fill(pattern: str, number_text: str, symbol: str) -> str:
+    """A CLDR compact pattern (``0\u00a0млрд\u00a0¤``, ``¤0B``) with the number and the symbol put in."""
+    pattern = pattern.split(";")[0]
+    out, quoted, placed = [], False, False
+    for char in re.split(r"('|0+|¤)", pattern):
+        if char == "'":
+            quoted = not quoted
+        elif quoted:
+            out.append(char)
+        elif char.startswith("0"):
+            if not placed:
+                out.append(number_text)
+                placed = True
+        elif char == "¤":
+            out.append(symbol)
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def qualified(value: Decimal | int, unit: Unit | None, qualifier: str | None, lang: Language, *,
