@@ -122,10 +122,11 @@ def _checked_history(project, *, locked: bool = False):
 @click.option("--format", "formats", help="Formats, comma-separated: pdf,html (default: the report's).")
 @click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: the config's).")
 @click.option("--send", "send_after", is_flag=True, help="Then email it to the report's recipients (as `reporter send`).")
+@click.option("--force", is_flag=True, help="Render even if nothing changed since the edition on disk was made.")
 @click.pass_context
 @_handles_errors
 def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str | None,
-           formats: str | None, output: str | None, send_after: bool = False) -> None:
+           formats: str | None, output: str | None, send_after: bool = False, force: bool = False) -> None:
     """Render one edition of REPORT and print the paths written."""
     from pathlib import Path  # noqa: PLC0415
 
@@ -137,13 +138,30 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     project = _project(ctx)
     report = project.report(report_id)
     when = day.date() if day else edition_date(report, clock)
+    languages, chosen = _csv_option(lang) or report.languages, _csv_option(formats) or report.formats
+    target = Path(output).resolve() if output else project.output_dir
+    if not force:
+        from .pipeline import manifest  # noqa: PLC0415 - light: no WeasyPrint, no matplotlib, no history
+
+        inputs = manifest.inputs(project, report)
+        directory = target / report.id / when.isoformat()
+        names = [f"{report.id}.{code}.{fmt}" for code in languages for fmt in chosen if code in report.languages]
+        if len(names) == len(languages) * len(chosen) and set(chosen) <= set(report.formats) \
+                and manifest.unchanged(directory, inputs, names):
+            log.info("%s %s: nothing changed since the edition on disk was made (same inputs); "
+                     "not rendered again (--force renders anyway)", report.id, when)
+            for name in names:
+                click.echo(str(directory / name))
+            if send_after:
+                _deliver(ctx, project, report, when, _history(project))
+            return
     recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
     from .pipeline.build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
 
     try:
         edition = build_edition(
             project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
-            output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started,
+            output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started, force=force,
         )
     except ReporterError as exc:
         recorder.finish("failed", clock(), error=str(exc))
@@ -317,7 +335,7 @@ def validate(ctx: click.Context) -> None:
     project = _project(ctx)
     problems, warnings = [], []
     try:
-        warnings = validate_project(project)
+        warnings = validate_project(project, today=ctx.obj["clock"]().date())
     except ReporterError as exc:
         problems += exc.problems
     problems += header_problems(project)  # every email header, rendered as it will be sent
@@ -326,6 +344,28 @@ def validate(ctx: click.Context) -> None:
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"ok: {len(project.reports)} report(s) in {project.path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=str), default="")
+@click.pass_context
+@_handles_errors
+def verify(ctx: click.Context, path: str) -> None:
+    """Check editions against their manifests: every file there, byte for byte as written.
+
+    PATH is one edition's folder, a report's folder or a whole output folder (default: the
+    project's output folder). Exits 1 and says what differs if anything does.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from .errors import ReporterError  # noqa: PLC0415
+    from .pipeline.manifest import verify as check  # noqa: PLC0415
+
+    where = Path(path).resolve() if path else _project(ctx).output_dir
+    count, problems = check(where)
+    if problems:
+        raise ReporterError(problems)
+    click.echo(f"ok: {count} edition(s) under {where} match their manifests")
 
 
 @main.command()

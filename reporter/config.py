@@ -23,6 +23,8 @@ DEFAULT_CONFIG = "reports.toml"
 FORMATS = ("pdf", "html")
 CATCH_UP = ("skip", "latest", "all")
 SEND_IF = ("always", "changed")
+STALE = ("mark", "refuse")
+AGE = re.compile(r"(\d+)\s*(d|days?|w|weeks?|mo|months?|y|years?)")
 RECIPIENT_KINDS = ("to", "cc", "bcc")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)$", re.IGNORECASE)
@@ -197,6 +199,8 @@ class Report:
     short_title: dict[str, str] = field(default_factory=dict)
     recipients: tuple[Recipient, ...] = ()
     send_if: str = "always"
+    max_age: dict[str, int] = field(default_factory=dict)  # topic (or "default") -> days a fact stays fresh
+    stale: str = "mark"  # mark | refuse: what a stale fact does to the edition's delivery
     on_failure: tuple[str, ...] = ()  # told when a scheduled run of this report fails
 
     def narrative_for(self, lang: str) -> str:
@@ -335,7 +339,7 @@ def _kind(value: Any) -> str:
 REPORT_KEYS = {
     "title", "datasets", "layout", "narrative", "languages", "formats", "timezone",
     "schedule", "sections", "charts", "tables", "key_figures", "timeline", "catch_up", "grace",
-    "timeout", "short_title", "recipients", "recipients_file", "send_if", "on_failure",
+    "timeout", "short_title", "recipients", "recipients_file", "send_if", "on_failure", "max_age", "stale",
 }
 PROJECT_KEYS = {"data", "templates", "output", "locale", "locales", "state", "workers", "max_tasks_per_worker"}
 EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff", "connect_timeout",
@@ -581,6 +585,10 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
     short_title = check.per_language(table["short_title"], f"{key}.short_title", languages) if "short_title" in table else title
     recipients = _recipients(check, key, table, languages)
     on_failure = _addresses(check, table.get("on_failure"), f"{key}.on_failure")
+    max_age = _max_age(check, table.get("max_age"), f"{key}.max_age")
+    stale = table.get("stale", "mark")
+    if stale not in STALE:
+        check.problem(f"{key}.stale", f"{stale!r} is not one of {', '.join(STALE)}")
     if len(check.problems) > before:
         return None
     return Report(
@@ -589,7 +597,36 @@ def _report(check: _Checker, key: str, report_id: str, raw: Any, data_dir: Path,
         charts=charts, tables=tables, key_figures=key_figures, timeline=timeline,
         catch_up=catch_up, grace_seconds=durations["grace"], timeout_seconds=durations["timeout"],
         short_title=short_title, recipients=recipients, send_if=send_if, on_failure=on_failure,
+        max_age=max_age, stale=stale,
     )
+
+
+def parse_age(text: str) -> int:
+    """``"400d"``, ``"6 weeks"``, ``"18 months"``, ``"2y"`` -> days (a month is 31, a year 366:
+    a limit errs on the side of calling a figure fresh); ``ValueError`` otherwise."""
+    match = AGE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not an age like '400d', '6 weeks', '18 months' or '2y'")
+    count, unit = int(match.group(1)), match.group(2)
+    return count * {"d": 1, "w": 7, "m": 31, "y": 366}[unit[0] if unit != "mo" else "m"]
+
+
+def _max_age(check: _Checker, raw: Any, key: str) -> dict[str, int]:
+    """``max_age = "2y"`` (every fact) or ``max_age = { default = "2y", prices = "90d" }`` (per topic)."""
+    if raw is None:
+        return {}
+    entries = {"default": raw} if not isinstance(raw, dict) else check.mapping(raw, key)
+    out = {}
+    for topic, value in entries.items():
+        where = key if not isinstance(raw, dict) else f"{key}.{topic}"
+        if not isinstance(value, str):
+            check.problem(where, f"expected an age like '18 months', got {_kind(value)}")
+            continue
+        try:
+            out[topic] = parse_age(value)
+        except ValueError as exc:
+            check.problem(where, str(exc))
+    return out
 
 
 def _sections(check: _Checker, key: str, raw: Any, languages: tuple[str, ...], charts: set[str],

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def test_writes_both_languages_and_formats(rendered: Path) -> None:
     names = sorted(p.name for p in rendered.iterdir())
-    assert names == [f"{REPORT}.en.html", f"{REPORT}.en.pdf", f"{REPORT}.ru.html", f"{REPORT}.ru.pdf"]
+    assert names == [f"{REPORT}.en.html", f"{REPORT}.en.pdf", f"{REPORT}.ru.html", f"{REPORT}.ru.pdf", "manifest.json"]
     assert not [p for p in rendered.parent.rglob("*.part")], "temporary files left behind"
 
 
@@ -138,7 +138,7 @@ def test_one_language_one_format(tmp_path: Path) -> None:
     result = run_cli("--config", str(config_path), "render", REPORT, "--date", EDITION, "--output", str(tmp_path / "o"),
                      "--lang", "en", "--format", "html")
     assert result.returncode == 0, result.stderr
-    assert [p.name for p in (tmp_path / "o" / REPORT / EDITION).iterdir()] == [f"{REPORT}.en.html"]
+    assert sorted(p.name for p in (tmp_path / "o" / REPORT / EDITION).iterdir()) == [f"{REPORT}.en.html", "manifest.json"]
     assert result.stdout.strip() == str(tmp_path / "o" / REPORT / EDITION / f"{REPORT}.en.html")
 
 

@@ -27,7 +27,7 @@ def test_init_then_new_then_validate_then_render_writes_both_languages(tmp_path:
     rendered = run_cli("render", "demo", "--date", "2025-11-05", cwd=project)
     assert rendered.returncode == 0, rendered.stderr
     edition = project / "output" / "demo" / "2025-11-05"
-    assert sorted(p.name for p in edition.iterdir()) == ["demo.en.html", "demo.en.pdf", "demo.ru.html", "demo.ru.pdf"]
+    assert sorted(p.name for p in edition.iterdir()) == ["demo.en.html", "demo.en.pdf", "demo.ru.html", "demo.ru.pdf", "manifest.json"]
     ru, en = text(edition / "demo.ru.pdf"), text(edition / "demo.en.pdf")
     assert "более 1 250 единиц" in ru and "в 2,8 раза" in ru and "24,1 %" in ru and "около 20–22 %" in ru
     assert "more than 1,250 items" in en and "2.8 times" in en and "24.1%" in en and "about 20–22%" in en

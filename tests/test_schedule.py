@@ -257,7 +257,7 @@ def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Pat
         service.communicate(timeout=30)
     rows = _history_rows(state)
     assert [(r[1], r[4]) for r in rows] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
-    assert sorted(p.name for p in edition.iterdir()) == ["r.en.html", "r.en.pdf", "r.ru.html", "r.ru.pdf"]
+    assert sorted(p.name for p in edition.iterdir()) == ["manifest.json", "r.en.html", "r.en.pdf", "r.ru.html", "r.ru.pdf"]
 
 
 def test_sigterm_during_a_render_abandons_it_cleanly(tmp_path: Path) -> None:

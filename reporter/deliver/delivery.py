@@ -155,6 +155,23 @@ def recorded_pdfs(history: History, report: Report, day: date, languages: Sequen
     return found
 
 
+def refuse_stale(report: Report, day: date, edition: Path) -> None:
+    """With ``stale = "refuse"``: raise :class:`DeliveryError` if the edition holds stale facts.
+
+    The edition says so itself (its manifest lists them), so a delivery later, by another
+    process or host, refuses the same edition for the same reason.
+    """
+    from ..pipeline import manifest  # noqa: PLC0415
+
+    record = manifest.read(edition)
+    old = (record or {}).get("stale") or {}
+    if old:
+        listed = ", ".join(f"{fact_id} (as of {as_of})" for fact_id, as_of in old.items())
+        raise DeliveryError([Problem(str(edition / manifest.NAME), f"{report.id} {day.isoformat()}",
+                                     f"not delivered: {len(old)} fact(s) older than max_age ({listed}), and the "
+                                     "report refuses stale figures (stale = \"refuse\"): update the data and render again")])
+
+
 def content_digest(project: Project, report: Report, lang: str, datasets: Sequence[Dataset]) -> str:
     """A digest of what an edition says in ``lang``: its data and its texts, not its date.
 
@@ -223,6 +240,8 @@ def deliver(
     if not project.email.sender:
         raise DeliveryError([Problem(str(project.path), "email.from", "not set: who the briefing is from")])
     pdfs = recorded_pdfs(history, report, day, tuple(dict.fromkeys(r.lang for r in recipients)))
+    if report.stale == "refuse":
+        refuse_stale(report, day, next(iter(pdfs.values())).path.parent)
     records = {} if outbox is not None else {pdf.path.parent: read_record(pdf.path.parent) for pdf in pdfs.values()}
 
     datasets = load_datasets(project, report)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,8 @@ from ..errors import DataError, Problem, RenderError, ReporterError
 from ..theme import THEME_DIR, find
 from . import charts as charts_stage
 from . import datasets as datasets_stage
-from . import i18n, model, pdf, render, write
+from . import changes as changes_stage
+from . import freshness, i18n, manifest, model, pdf, render, write
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,17 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Edition:
-    """A complete edition: every artifact written, with where it went."""
+    """A complete edition: every artifact written, with where it went.
+
+    ``unchanged``: nothing was rendered, because the edition on disk was made from the very
+    same inputs (its artifacts are the files already there).
+    """
 
     report: str
     date: date
     directory: Path
     artifacts: tuple[Artifact, ...]
+    unchanged: bool = False
 
 
 def edition_dir(output_dir: Path, report_id: str, day: date) -> Path:
@@ -97,10 +103,11 @@ def draw_charts(project: Project, report: Report, knowledge: model.Knowledge,
 
 
 def edition_html(project: Project, report: Report, day: date, lang: i18n.Language, medium: str,
-                 knowledge: model.Knowledge, drawn: dict[str, charts_stage.Chart]) -> tuple[str, render.EditionContext]:
+                 knowledge: model.Knowledge, drawn: dict[str, charts_stage.Chart],
+                 changes: changes_stage.Changes | None = None) -> tuple[str, render.EditionContext]:
     """One language's HTML for ``medium`` (``pdf``: fonts linked for WeasyPrint; ``html``: local)."""
     ctx = render.context(report, lang, day, medium, knowledge, drawn,
-                         font_url=lambda name: font_file(project, name).as_uri())
+                         font_url=lambda name: font_file(project, name).as_uri(), changes=changes)
     return render.html(ctx, project.templates_dir), ctx
 
 
@@ -118,11 +125,14 @@ def build_edition(
     formats: tuple[str, ...] | None = None,
     output_dir: Path | None = None,
     before_write: Callable[[], object] | None = None,
+    force: bool = False,
 ) -> Edition:
     """Render and write one edition; raise a :class:`ReporterError` and write nothing on failure.
 
-    ``before_write`` runs after everything is rendered in memory and before the first file is
-    written; an error it raises leaves the output folder untouched.
+    When the edition on disk was made from exactly these inputs (its manifest says so and its
+    files are intact), nothing is rendered, unless ``force``. ``before_write`` runs after
+    everything is rendered in memory and before the first file is written; an error it raises
+    leaves the output folder untouched.
     """
     languages = languages or report.languages
     formats = formats or report.formats
@@ -131,25 +141,64 @@ def build_edition(
     if unknown:
         raise ReporterError([Problem(str(project.path), f"reports.{report.id}",
                                      f"not configured for this report: {', '.join(unknown)}")])
-    directory = edition_dir(output_dir or project.output_dir, report.id, day)
+    root = output_dir or project.output_dir
+    directory = edition_dir(root, report.id, day)
+    names = [artifact_name(report.id, lang, fmt) for lang in languages for fmt in formats]
+    inputs = manifest.inputs(project, report)
+    if not force and manifest.unchanged(directory, inputs, names):
+        log.info("%s %s: unchanged since it was written (same inputs); nothing to do", report.id, day)
+        return Edition(report.id, day, directory, tuple(
+            Artifact(directory / name, lang, fmt, manifest.sha256((directory / name).read_bytes()),
+                     (directory / name).stat().st_size)
+            for name, (lang, fmt) in zip(names, [(lg, ft) for lg in languages for ft in formats])), unchanged=True)
+
     log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
     knowledge = gather(project, report, load_datasets(project, report))
+    langs = {code: language(project, code) for code in report.languages}
+    facts = changes_stage.snapshot(knowledge, langs)
+    before = manifest.previous(root, report.id, day)
+    ids = changes_stage.compare(before.get("facts") if before else None, facts)
+    summary = {code: changes_stage.summary(before.get("edition_date") if before else None, ids, lang)
+               for code, lang in langs.items()}
+    old_facts = {fact.fact: fact.as_of for fact in freshness.stale(report, knowledge, day).values()}
+    record = manifest.document(report, day, tuple(languages), tuple(formats), inputs, facts,
+                               {"previous": before.get("edition_date") if before else None, **ids, "line": summary},
+                               old_facts)
+    if old_facts:
+        log.warning("%s %s: %d fact(s) older than the report's max_age: %s", report.id, day, len(old_facts),
+                    ", ".join(f"{i} ({as_of})" for i, as_of in old_facts.items()))
+    attached = (pdf.Attachment("manifest.json", manifest.dumps(record), "What this edition is made of: its inputs "
+                               "and their sha256, the software's versions, its facts", "Data"),
+                *(pdf.Attachment(name, path.read_bytes(), f"Input data: {name}") for name, path in manifest.data_files(inputs)))
+    created = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
     files: dict[Path, bytes] = {}
     meta: dict[Path, tuple[str, str]] = {}
     for lang_code in languages:
-        lang = language(project, lang_code)
+        lang = langs[lang_code]
         log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
         drawn = draw_charts(project, report, knowledge, lang)
+        section = changes_stage.section(before, facts, lang)
         for fmt in formats:
-            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn)
+            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn, section)
             target = directory / artifact_name(report.id, lang_code, fmt)
             if fmt == "pdf":
                 log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
-                files[target] = pdf.to_pdf(document, project.templates_dir, roots(project), str(target))
+                # Derived from the inputs: the same inputs give the same /ID, so the same bytes.
+                identifier = hashlib.sha256(f"{inputs.digest}:{lang_code}".encode()).hexdigest()[:32].encode()
+                files[target] = pdf.to_pdf(document, project.templates_dir, roots(project), str(target),
+                                           attachments=attached, identifier=identifier, created=created)
             else:
                 files[target] = document.encode("utf-8")
             meta[target] = (lang_code, fmt)
+
+    # Beside the edition, the manifest also lists its outputs (a PDF cannot hold its own digest).
+    # A partial render (one language) keeps what the earlier manifest said of the other files,
+    # as long as they were made from the same inputs.
+    earlier = manifest.read(directory)
+    outputs = dict(earlier.get("outputs", {})) if earlier and earlier.get("inputs_digest") == inputs.digest else {}
+    outputs.update({path.name: hashlib.sha256(data).hexdigest() for path, data in files.items()})
+    files[directory / manifest.NAME] = manifest.dumps({**record, "outputs": dict(sorted(outputs.items()))})
 
     if before_write:
         before_write()
@@ -158,6 +207,7 @@ def build_edition(
     write.write_atomically(files)
     artifacts = tuple(
         Artifact(path, *meta[path], hashlib.sha256(data).hexdigest(), len(data)) for path, data in files.items()
+        if path in meta
     )
     for artifact in artifacts:
         log.info("wrote %s (%d KB)", artifact.path, artifact.size // 1024)

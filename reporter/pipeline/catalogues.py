@@ -15,48 +15,20 @@ from pathlib import Path
 
 import jinja2
 from babel.messages.catalog import Catalog
-from jinja2 import meta
 
 from ..config import Project, Report
 from ..errors import Problem, TemplateError
-from ..theme import THEME_DIR, search_path
-from .i18n import DOMAIN, PACKAGE_CATALOGUES, SOURCE_LANGUAGE, catalogue_path, read_catalog
+from ..theme import THEME_DIR
+from .i18n import SOURCE_LANGUAGE, read_catalog
+from .inputs import DOMAIN, PACKAGE_CATALOGUES, catalogue_path, templates_used
 
 THEME_TEMPLATE = PACKAGE_CATALOGUES / f"{DOMAIN}.pot"
-GETTEXT_FUNCTIONS = ("_", "gettext", "ngettext", "pgettext", "npgettext")
-
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
 
 
-def _find(name: str, templates_dir: Path) -> Path | None:
-    for root in search_path(templates_dir):
-        if (root / name).is_file():
-            return root / name
-    return None
-
-
-def templates_used(project: Project, report: Report, lang: str) -> list[Path]:
-    """Every template file an edition in ``lang`` reads: narrative, layout, and what they
-    extend, include or import (from the project first, else the theme)."""
-    env = _environment()
-    pending = [report.narrative_for(lang), report.layout, "email.txt.j2", "email.html.j2"]
-    seen: dict[str, Path] = {}
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        path = _find(name, project.templates_dir)
-        if path is None:
-            continue
-        seen[name] = path
-        try:
-            parsed = env.parse(path.read_text(encoding="utf-8"))
-        except (jinja2.TemplateSyntaxError, UnicodeDecodeError):
-            continue  # the render reports it, with its line
-        pending += [ref for ref in meta.find_referenced_templates(parsed) if isinstance(ref, str)]
-    return list(seen.values())
+GETTEXT_FUNCTIONS = ("_", "gettext", "ngettext", "pgettext", "npgettext")
 
 
 def _messages_of(path: Path) -> list[tuple[int, str | tuple[str, ...]]]:

@@ -25,21 +25,15 @@ from babel.messages.catalog import Catalog
 from babel.support import Translations
 
 from ..errors import Problem, TemplateError
-from ..theme import THEME_DIR
+from .inputs import DOMAIN, catalogues
 
-DOMAIN = "messages"
 SOURCE_LANGUAGE = "en"
-PACKAGE_CATALOGUES = THEME_DIR / "locale"
 PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
 def N_(message: str) -> str:
     """Mark a string for extraction; it is translated where it is used."""
     return message
-
-
-def catalogue_path(locale_dir: Path, code: str) -> Path:
-    return locale_dir / code / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
 @dataclass(frozen=True)
@@ -105,20 +99,6 @@ def _compile(catalog: Catalog) -> Translations:
     write_mo(buffer, catalog)  # untranslated and fuzzy entries are left out: they fall back
     buffer.seek(0)
     return Translations(buffer, domain=DOMAIN)
-
-
-def catalogues(code: str, project_locale_dir: Path | None) -> tuple[Path, ...]:
-    """The ``.po`` files that exist for ``code``: the theme's, then the project's.
-
-    A project's catalogue must resolve, symlinks included, inside its locale folder.
-    """
-    found = [catalogue_path(PACKAGE_CATALOGUES, code)]
-    if project_locale_dir is not None:
-        own = catalogue_path(project_locale_dir, code)
-        if own.is_file() and project_locale_dir.resolve() not in own.resolve().parents:
-            raise TemplateError([Problem(str(own), "", f"resolves to {own.resolve()}, outside the project's locale folder")])
-        found.append(own)
-    return tuple(path for path in found if path.is_file())
 
 
 _cache: dict[tuple, Language] = {}

@@ -1,13 +1,72 @@
-"""Which files an edition is made from: what it reads besides its datasets (templates, catalogues,
-fonts), for digests that say whether anything changed."""
+"""Which files an edition reads besides its data: the templates (the project's, else the theme's)
+and the catalogues of its languages. Light on purpose (Jinja2's parser only, no Babel, no
+WeasyPrint): ``render`` asks it first, to know whether anything changed at all.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..config import Project, Report
-from .catalogues import templates_used
-from .i18n import catalogues
+from ..errors import Problem, TemplateError
+from ..theme import THEME_DIR, search_path
+
+DOMAIN = "messages"
+PACKAGE_CATALOGUES = THEME_DIR / "locale"
+
+
+def catalogue_path(locale_dir: Path, code: str) -> Path:
+    return locale_dir / code / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def _find(name: str, templates_dir: Path) -> Path | None:
+    for root in search_path(templates_dir):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+# A template's references to other templates, by literal name. Scanned, not parsed: Jinja's
+# parser costs 5 ms a template, and this runs before every render to see if anything changed.
+# A name built at render time cannot be known here (nor by Jinja's own meta.find_referenced_templates).
+_REFERENCE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+(?:\[\s*)?((?:["'][^"']+["']\s*,?\s*)+)""")
+_NAME = re.compile(r"""["']([^"']+)["']""")
+
+
+def templates_used(project: Project, report: Report, lang: str) -> list[Path]:
+    """Every template file an edition in ``lang`` reads: narrative, layout, and what they
+    extend, include or import (from the project first, else the theme)."""
+    pending = [report.narrative_for(lang), report.layout, "email.txt.j2", "email.html.j2"]
+    seen: dict[str, Path] = {}
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        path = _find(name, project.templates_dir)
+        if path is None:
+            continue
+        seen[name] = path
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # the render reports it, with its place
+        pending += [found for names in _REFERENCE.findall(source) for found in _NAME.findall(names)]
+    return list(seen.values())
+
+
+def catalogues(code: str, project_locale_dir: Path | None) -> tuple[Path, ...]:
+    """The ``.po`` files that exist for ``code``: the theme's, then the project's.
+
+    A project's catalogue must resolve, symlinks included, inside its locale folder.
+    """
+    found = [catalogue_path(PACKAGE_CATALOGUES, code)]
+    if project_locale_dir is not None:
+        own = catalogue_path(project_locale_dir, code)
+        if own.is_file() and project_locale_dir.resolve() not in own.resolve().parents:
+            raise TemplateError([Problem(str(own), "", f"resolves to {own.resolve()}, outside the project's locale folder")])
+        found.append(own)
+    return tuple(path for path in found if path.is_file())
 
 
 def texts(project: Project, report: Report, lang: str) -> list[Path]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -78,14 +80,38 @@ def _weasyprint_errors(name: str) -> Iterator[None]:
         raise RenderError([Problem(name, "", f"WeasyPrint: {r.getMessage()}") for r in errors])
 
 
-def to_pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str) -> bytes:
-    """Lay out the HTML with WeasyPrint and return the PDF bytes."""
+@dataclass(frozen=True)
+class Attachment:
+    """A file embedded in the PDF (PDF/A-3 associated file): the edition's data and manifest."""
+
+    name: str
+    data: bytes
+    description: str
+    relationship: str = "Source"  # PDF/A-3 AFRelationship: Source, Data, Supplement...
+
+
+VARIANT = "pdf/a-3a"
+"""Archival and tagged: PDF/A-3 (files attached), level A (logical structure, Unicode text)."""
+
+
+def to_pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str, *,
+           attachments: tuple[Attachment, ...] = (), identifier: bytes | None = None,
+           created: datetime | None = None) -> bytes:
+    """Lay out the HTML with WeasyPrint and return the PDF bytes: PDF/A-3a, tagged, with
+    ``attachments`` embedded. ``identifier`` (the PDF's /ID) and ``created`` (the attachments'
+    dates) are fixed by the caller, so the same inputs give the same bytes."""
     from weasyprint import HTML  # noqa: PLC0415 - 1 s import, only when writing a PDF
+    from weasyprint import Attachment as WeasyAttachment  # noqa: PLC0415
     from weasyprint.urls import FatalURLFetchingError  # noqa: PLC0415
 
     fetcher = _ProjectFetcher(roots)
+    files = [WeasyAttachment(string=item.data, name=item.name, description=item.description,
+                             relationship=item.relationship, created=created, modified=created,
+                             url_fetcher=fetcher)
+             for item in attachments]
     try:
         with _weasyprint_errors(name):
-            return HTML(string=document, base_url=str(base_dir) + os.sep, url_fetcher=fetcher).write_pdf()
+            return HTML(string=document, base_url=str(base_dir) + os.sep, url_fetcher=fetcher).write_pdf(
+                pdf_variant=VARIANT, attachments=files, pdf_identifier=identifier)
     except FatalURLFetchingError as exc:
         raise RenderError([Problem(name, "", str(exc))]) from None

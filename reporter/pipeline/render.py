@@ -32,7 +32,9 @@ from markupsafe import Markup, escape
 from ..config import Report, TableSpec
 from ..errors import Problem, TemplateError
 from ..theme import confined, search_path
+from .changes import Changes
 from .charts import Chart
+from .freshness import Stale, stale
 from .i18n import N_, Language
 from .model import Fact, Knowledge
 from .values import NBSP, WORD_JOINER, number, qualified, quantity
@@ -93,10 +95,14 @@ class EditionContext:
     knowledge: Knowledge
     charts: dict[str, Chart]
     font_url: Callable[[str], str]
+    changes: Changes | None = None
+    stale: dict[str, Stale] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     placed_charts: set[str] = field(default_factory=set)
+    chart_order: list[str] = field(default_factory=list)  # placed charts, in reading order
     placed_tables: set[str] = field(default_factory=set)
     cited: set[str] = field(default_factory=set)
+    cited_facts: list[str] = field(default_factory=list)  # in the order the text cites them
     blocks: dict[str, Markup] = field(default_factory=dict)  # the narrative's, once rendered
 
     @property
@@ -131,7 +137,16 @@ class EditionContext:
             return self._missing("fact", fact_id, self.knowledge.facts)
         text = qualified(row.value, row.unit, row.qualifier, self.lang, upper=row.upper)
         value = Markup('<span class="fact" data-fact="{id}">{text}</span>').format(id=fact_id, text=text)
-        return value + self.cite(row.source) if cite else value
+        self.cited_facts.append(fact_id)
+        return value + self.stale_mark(fact_id) + (self.cite(row.source) if cite else Markup(""))
+
+    def stale_mark(self, fact_id: str) -> Markup:
+        """† after a fact older than the report's limit at the edition date (the colophon says so)."""
+        if fact_id not in self.stale:
+            return Markup("")
+        item = self.stale[fact_id]
+        title = self.lang.gettext(N_("as of %(date)s: older than the limit for this brief")) % {"date": self.lang.date(item.as_of)}
+        return Markup(WORD_JOINER) + Markup('<span class="stale" title="{}">†</span>').format(title)
 
     def value(self, fact_id: str) -> str:
         """Just the number of a fact, exactly as written, in the locale's format."""
@@ -181,16 +196,51 @@ class EditionContext:
         return Markup("").join(self.cite(s) for s in known)
 
     def chart(self, chart_id: str) -> Markup:
-        """A chart as an inline SVG image (self-contained), captioned with its title and sources."""
+        """A chart as an inline SVG image (self-contained), captioned with its title and sources.
+
+        Its text alternative carries its data: the image's alt text says what it shows, value by
+        value, and its numbers follow as a real table (in HTML a collapsible block under the
+        chart; in the PDF, the "Data behind the charts" section the layout adds).
+        """
         chart = self.charts.get(chart_id)
         if chart is None:
             return self._missing("chart", chart_id, self.charts)
+        if chart_id not in self.placed_charts:
+            self.chart_order.append(chart_id)
         self.placed_charts.add(chart_id)
         data = base64.b64encode(chart.svg).decode("ascii")
+        table = Markup("")
+        if self.medium == "html" and chart.kind != "timeline":
+            table = Markup('<details class="chart-data"><summary>{}</summary>{}</details>').format(
+                self.lang.gettext(N_("The chart's numbers")), self.chart_table(chart_id))
         return Markup(
-            '<figure class="chart chart-{kind}" id="chart-{id}"><img src="data:image/svg+xml;base64,{data}" alt="{title}">'
-            '<figcaption>{title} {cites}</figcaption></figure>'
-        ).format(kind=chart.kind, id=chart.id, data=data, title=chart.title, cites=self._cites(chart.sources))
+            '<figure class="chart chart-{kind}" id="chart-{id}"><img src="data:image/svg+xml;base64,{data}" alt="{alt}">'
+            '<figcaption>{title} {cites}</figcaption></figure>{table}'
+        ).format(kind=chart.kind, id=chart.id, data=data, alt=self.alt(chart), title=chart.title,
+                 cites=self._cites(chart.sources), table=table)
+
+    def alt(self, chart: Chart) -> str:
+        """The chart in words: its title, then each of its values (the first twelve)."""
+        if chart.kind == "timeline":
+            return self.lang.gettext(N_("%(title)s: %(num)s dated events, numbered as in the list below")) % {
+                "title": chart.title, "num": len(chart.rows) - 1}
+        head, *rows = chart.rows
+        parts = ["; ".join(" ".join(cell for cell in row if cell) for row in rows[:12])]
+        if len(rows) > 12:
+            parts.append(self.lang.gettext(N_("and %(num)s more in the table")) % {"num": len(rows) - 12})
+        return f"{chart.title}: " + " ".join(parts)
+
+    def chart_table(self, chart_id: str) -> Markup:
+        """The chart's numbers as a table: a heading row, then one row per bar, point or period."""
+        chart = self.charts[chart_id]
+        head, *rows = chart.rows
+        header = Markup("").join(Markup('<th scope="col">{}</th>').format(cell) for cell in head)
+        body = Markup("").join(
+            Markup("<tr>{}</tr>").format(Markup('<th scope="row">{}</th>').format(row[0]) + Markup("").join(
+                Markup('<td class="num">{}</td>').format(cell) for cell in row[1:]))
+            for row in rows)
+        return Markup('<table class="data chart-table"><caption>{}</caption><thead><tr>{}</tr></thead>'
+                      '<tbody>{}</tbody></table>').format(chart.title, header, body)
 
     def table(self, table_id: str) -> Markup:
         """A declared table: its rows (filtered by ``where``), columns in this language, cited."""
@@ -207,6 +257,9 @@ class EditionContext:
             "edition_date_text": self.lang.date(self.edition_date), "medium": self.medium,
             "facts": self.knowledge.facts, "events": self.knowledge.events, "sources": self.knowledge.sources,
             "key_figures": key_figures(self.report, self.knowledge), "font_url": self.font_url,
+            "changes": self.changes, "placed_charts": self.chart_order, "chart_table": self.chart_table,
+            "stale": self.stale, "stale_mark": self.stale_mark,
+            "ctx_kind": lambda chart_id: self.charts[chart_id].kind,
             "url_text": url_text,
         }
 
@@ -292,9 +345,11 @@ def _table_html(ctx: EditionContext, spec: TableSpec) -> Markup:
 
 
 def context(report: Report, lang: Language, edition_date: date, medium: str, knowledge: Knowledge,
-            charts: dict[str, Chart], font_url: Callable[[str], str] = lambda name: name) -> EditionContext:
+            charts: dict[str, Chart], font_url: Callable[[str], str] = lambda name: name,
+            changes: Changes | None = None) -> EditionContext:
     """Build the one template context of an edition from plain values."""
-    return EditionContext(report, lang, edition_date, medium, knowledge, charts, font_url)
+    return EditionContext(report, lang, edition_date, medium, knowledge, charts, font_url, changes,
+                          stale(report, knowledge, edition_date))
 
 
 def css_string(value: str) -> Markup:

@@ -6,8 +6,10 @@ date shows the same mistakes), then checks what a render alone would not complai
 - charts and tables declared but never placed;
 - sections declared but empty in a language, or filled in one language and not another;
 - interface strings untranslated or fuzzy in a report's language;
+- a fact cited in one language's narrative and not in another's (bilingual parity);
 - key figures that name no fact;
-- charts whose numbers cite no source, and datasets that no report uses yet (warnings).
+- charts whose numbers cite no source, datasets that no report uses yet, and facts older than
+  their report's ``max_age`` today (warnings).
 
 Problems are collected across every report and raised together; warnings are returned.
 """
@@ -21,6 +23,7 @@ from ..config import Project, Report
 from ..errors import Problem, ReporterError
 from . import catalogues
 from .build import draw_charts, edition_html, gather, language, load_datasets
+from .freshness import stale
 
 
 @dataclass
@@ -29,7 +32,7 @@ class Findings:
     warnings: list[Problem] = field(default_factory=list)
 
 
-def _check_report(project: Project, report: Report, day: date, found: Findings) -> None:
+def _check_report(project: Project, report: Report, day: date, found: Findings, today: date | None) -> None:
     where = str(project.path)
     key = f"reports.{report.id}"
     try:
@@ -41,7 +44,15 @@ def _check_report(project: Project, report: Report, day: date, found: Findings) 
         for index, fact_id in enumerate(report.key_figures):
             if fact_id not in knowledge.facts:
                 found.problems.append(Problem(where, f"{key}.key_figures[{index}]", f"no fact {fact_id!r} in the report's datasets"))
+    if today is not None:
+        for item in stale(report, knowledge, today).values():
+            fact = knowledge.facts[item.fact]
+            found.warnings.append(fact.place.problem("as_of", f"{item.fact!r} is as of {item.as_of}, older than "
+                                                     f"the report's max_age ({item.limit_days} days) on {today}"
+                                                     + (": the report will not deliver it (stale = \"refuse\")"
+                                                        if report.stale == "refuse" else "")))
     texts: dict[str, dict[str, str]] = {}
+    cited: dict[str, set[str]] = {}
     for code in report.languages:
         try:
             lang = language(project, code)
@@ -65,6 +76,7 @@ def _check_report(project: Project, report: Report, day: date, found: Findings) 
                                               f"edition: add {{{{ table(\"{spec.id}\") }}}} to the narrative, or "
                                               f"tables = [\"{spec.id}\"] to a section"))
         texts[code] = {name: str(html).strip() for name, html in ctx.blocks.items()}
+        cited[code] = set(ctx.cited_facts)
         for spec in report.sections:
             if not texts[code].get(spec.id) and not (spec.charts or spec.tables):
                 found.problems.append(Problem(narrative, "", f"section {spec.id!r} is empty in {code}: fill "
@@ -77,14 +89,25 @@ def _check_report(project: Project, report: Report, day: date, found: Findings) 
                 found.problems.append(Problem(str(project.templates_dir / report.narrative_for(empty[0])), "",
                                               f"block {block!r} is filled in {', '.join(filled)} but empty in "
                                               f"{', '.join(empty)}: every edition says the same"))
+    # Bilingual parity: the editions of one date cite the same facts, whatever their language.
+    for fact_id in sorted(set().union(*cited.values()) if cited else ()):
+        missing = sorted(code for code, facts in cited.items() if fact_id not in facts)
+        if missing:
+            having = sorted(set(cited) - set(missing))
+            found.problems.append(Problem(str(project.templates_dir / report.narrative_for(missing[0])), "",
+                                          f"fact {fact_id!r} is cited in {', '.join(having)} but not in "
+                                          f"{', '.join(missing)}: every edition gives the same figures"))
     found.problems.extend(catalogues.problems(project, report))
 
 
-def validate_project(project: Project, day: date = date(2000, 1, 1)) -> list[Problem]:
-    """Check every report; raise one :class:`ReporterError` with every problem; return warnings."""
+def validate_project(project: Project, day: date = date(2000, 1, 1), today: date | None = None) -> list[Problem]:
+    """Check every report; raise one :class:`ReporterError` with every problem; return warnings.
+
+    ``today`` (the clock's date) is what stale facts are measured against; without it, none are.
+    """
     found = Findings()
     for report in project.reports.values():
-        _check_report(project, report, day, found)
+        _check_report(project, report, day, found, today)
     used = {name for report in project.reports.values() for name in report.datasets}
     if project.data_dir.is_dir():
         for folder in sorted(project.data_dir.iterdir()):
