@@ -103,6 +103,7 @@ class EditionContext:
     placed_tables: set[str] = field(default_factory=set)
     cited: set[str] = field(default_factory=set)
     cited_facts: list[str] = field(default_factory=list)  # in the order the text cites them
+    narrative_facts: list[str] = field(default_factory=list)  # those the narrative cites
     blocks: dict[str, Markup] = field(default_factory=dict)  # the narrative's, once rendered
 
     @property
@@ -477,6 +478,7 @@ def timeline_chart(ctx: EditionContext) -> str | None:
 def html(ctx: EditionContext, templates_dir: Path) -> str:
     """Render the edition: narrative blocks first, then the layout that places them."""
     blocks = ctx.blocks = narrative_blocks(ctx, templates_dir)
+    ctx.narrative_facts = list(ctx.cited_facts)  # before the layout cites the key figures
     env = environment(templates_dir, ctx.lang)
     show_timeline = ctx.report.timeline and bool(ctx.knowledge.events)
     values = ctx.globals() | {

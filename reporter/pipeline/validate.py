@@ -76,7 +76,7 @@ def _check_report(project: Project, report: Report, day: date, found: Findings, 
                                               f"edition: add {{{{ table(\"{spec.id}\") }}}} to the narrative, or "
                                               f"tables = [\"{spec.id}\"] to a section"))
         texts[code] = {name: str(html).strip() for name, html in ctx.blocks.items()}
-        cited[code] = set(ctx.cited_facts)
+        cited[code] = set(ctx.narrative_facts)
         for spec in report.sections:
             if not texts[code].get(spec.id) and not (spec.charts or spec.tables):
                 found.problems.append(Problem(narrative, "", f"section {spec.id!r} is empty in {code}: fill "
