@@ -511,27 +511,43 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     assert history.delivery("brief", DAY, "ru", "analyst@example.org").status == "unchanged"
 
 
-def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, server):
+def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path):
+    import asyncio
     import threading
 
-    handler, smtp = server
+    # The first delivery is held inside its first DATA, every message of it claimed; the second
+    # runs from start to end meanwhile. No race to win or lose: the overlap is arranged.
+    reached, release = threading.Event(), threading.Event()
+
+    class Holding(Recorder):
+        async def handle_DATA(self, server, session, envelope):
+            if not reached.is_set():
+                reached.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)
+            return await Recorder.handle_DATA(self, server, session, envelope)
+
+    handler = Holding()
     project, report = variant(rendered, [ANALYST, DESK, EDITOR])
     state = tmp_path / "state" / "history.sqlite"
     record_edition(state, rendered.edition).close()
-    results = []
+    results = {}
+    with smtp_server(handler) as controller:
+        smtp = plain(controller)
 
-    def one() -> None:
-        ledger = History.at(state)  # each its own connection, as two processes would have
-        results.append(delivery.deliver(project, report, DAY, ledger, now=clock, smtp=smtp, sleep=no_sleep))
+        def first() -> None:
+            results["first"] = delivery.deliver(project, report, DAY, History.at(state), now=clock, smtp=smtp, sleep=no_sleep)
 
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for thread in threads:
+        thread = threading.Thread(target=first)
         thread.start()
-    for thread in threads:
-        thread.join()
+        assert reached.wait(60), "the first delivery never reached DATA"
+        # Each its own connection to the history, as two processes would have.
+        results["second"] = delivery.deliver(project, report, DAY, History.at(state), now=clock, smtp=smtp, sleep=no_sleep)
+        release.set()
+        thread.join(timeout=60)
     assert sorted(rcpt for rcpts, _ in handler.messages for rcpt in rcpts) == [
         "analyst@example.org", "desk@example.org", "editor@example.org"]
-    assert all(result.ok for result in results)
+    assert results["first"].ok and [o.status for o in results["first"].outcomes] == ["sent"] * 3
+    assert [o.describe() for o in results["second"].outcomes] == ["being sent by another process, skipped"] * 3
 
 
 # --- TLS, login and the password ---------------------------------------------------------

@@ -18,6 +18,7 @@ from conftest import run_cli
 from reporter import config
 from reporter import cron
 from reporter.schedule.plan import next_runs, plan
+from projects import SERIES
 from schedule_helpers import make_project, report_block
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -238,16 +239,41 @@ def test_service_renders_due_edition_and_stops_on_sigterm(tmp_path: Path) -> Non
     assert (tmp_path / "output" / "r" / "2025-11-03" / "r.en.html").is_file()
 
 
+def _held(folder: Path, **settings: str) -> tuple[Path, Path]:
+    """A project whose render stops at its data: series.csv is a FIFO, read only once the
+    test writes it. "Mid-render" is then a fact, not a guess about how long a render takes."""
+    config_path = make_project(folder, [report_block("r", **settings)])
+    series = folder / "data" / "brief" / "series.csv"
+    series.unlink()
+    os.mkfifo(series)
+    return config_path, series
+
+
+class _Log:
+    """A service's log lines as they come."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(process.stderr), daemon=True).start()
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
 def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Path) -> None:
-    config_path = make_project(tmp_path, [report_block("r")])  # PDFs: long enough to kill mid-way
+    config_path, fifo = _held(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
     service = _start_service(config_path, "2025-11-03T08:00:20+05:00")
-    _wait_for(lambda: _statuses(state) == ["running"])
-    time.sleep(0.8)
+    log = _Log(service)
+    _wait_for(lambda: log.has("r 2025-11-03: loading brief"))  # the render is at its data, and waits
     service.kill()
     service.wait(timeout=10)
     edition = tmp_path / "output" / "r" / "2025-11-03"
     assert not edition.exists() or not list(edition.glob("*.pdf")), "killed before finishing: no edition yet"
+    fifo.unlink()
+    fifo.write_text(SERIES, encoding="utf-8")  # the data is there for the next start
     # The lock died with the process: a new scheduler starts without any clean-up.
     service = _start_service(config_path, "2025-11-03T08:01:00+05:00")
     try:
@@ -261,17 +287,17 @@ def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Pat
 
 
 def test_sigterm_during_a_render_abandons_it_cleanly(tmp_path: Path) -> None:
-    config_path = make_project(tmp_path, [report_block("r")])
+    config_path, _fifo = _held(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
     service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--stop-timeout", "0")
-    _wait_for(lambda: _statuses(state) == ["running"])
+    log = _Log(service)
+    _wait_for(lambda: log.has("r 2025-11-03: loading brief"))
     service.send_signal(signal.SIGTERM)
-    _out, err = service.communicate(timeout=30)
-    assert service.returncode == 0, err
-    assert _statuses(state) in (["abandoned"], ["ok"])  # stopped mid-way, or it had just finished
+    service.wait(timeout=30)
+    assert service.returncode == 0, "".join(log.lines)
+    assert _statuses(state) == ["abandoned"]
     edition = tmp_path / "output" / "r" / "2025-11-03"
-    if _statuses(state) == ["abandoned"]:
-        assert not edition.exists() or not list(edition.iterdir())
+    assert not edition.exists() or not [p for p in edition.iterdir()]
 
 
 def test_history_json_lists_files_with_digests(tmp_path: Path) -> None:
@@ -321,18 +347,20 @@ def test_a_slot_left_running_by_a_dead_scheduler_runs_again_even_if_its_pid_is_r
 
 
 def test_sigterm_lets_a_render_in_progress_finish(tmp_path: Path) -> None:
-    config_path = make_project(tmp_path, [report_block("r")])
+    config_path, fifo = _held(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
-    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--stop-timeout", "60")
-    # Once a worker has set itself up (its own process group, stop signals ignored)...
-    _wait_for(lambda: _statuses(state) == ["running"] and any(_set_up(w) for w in _workers_of(service.pid)))
-    time.sleep(0.2)
-    # ...a SIGTERM to the whole group, as a terminal's Ctrl-C and systemd's default KillMode
-    # send, stops the service but lets the render finish.
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--stop-timeout", "120")
+    log = _Log(service)
+    _wait_for(lambda: log.has("r 2025-11-03: loading brief"))
+    # A SIGTERM to the whole group, as a terminal's Ctrl-C and systemd's default KillMode send,
+    # stops the service but lets the render finish: it goes on once its data arrives.
     os.killpg(service.pid, signal.SIGTERM)
-    _out, err = service.communicate(timeout=90)
-    assert service.returncode == 0, err
-    assert _statuses(state) == ["ok"], err
+    _wait_for(lambda: log.has("received SIGTERM"))
+    with fifo.open("w", encoding="utf-8") as handle:
+        handle.write(SERIES)
+    service.wait(timeout=120)
+    assert service.returncode == 0, "".join(log.lines)
+    assert _statuses(state) == ["ok"], "".join(log.lines)
     assert len(list((tmp_path / "output" / "r" / "2025-11-03").glob("r.*.pdf"))) == 2
 
 
@@ -349,25 +377,19 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-def _set_up(worker: int) -> bool:
-    try:
-        return os.getpgid(worker) == worker
-    except ProcessLookupError:
-        return False
-
-
 def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> None:
-    config_path = make_project(tmp_path, [report_block("r")])
+    config_path, _fifo = _held(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
     service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--workers", "1")
+    log = _Log(service)
     try:
-        _wait_for(lambda: _statuses(state) == ["running"] and _workers_of(service.pid))
+        _wait_for(lambda: log.has("r 2025-11-03: loading brief"))  # the worker is mid-render
         for worker in _workers_of(service.pid):
             os.kill(worker, signal.SIGKILL)
         _wait_for(lambda: _statuses(state) == ["failed"])
     finally:
         service.send_signal(signal.SIGTERM)
-        service.communicate(timeout=30)
+        service.wait(timeout=30)
     (row,) = _history_rows(state)
     assert "the render process died (killed by SIGKILL)" in row[5]
 

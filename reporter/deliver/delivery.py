@@ -81,6 +81,9 @@ class Outcome:
             return "unchanged, not sent"
         if self.status == WRITTEN:
             return f"written to {self.path}"
+        if self.forced:
+            # The recipient already has the edition; only the extra copy failed.
+            return f"not sent again ({self.status}: {self.detail}); the copy sent before stands"
         return f"{self.status}: {self.detail}"
 
 

@@ -479,8 +479,13 @@ class History:
                 return "sent"
             if row:
                 # A forced resend keeps the row "sent" while it goes: the earlier copy was delivered.
-                status = row.status if row.status == "sent" else "sending"
-                conn.execute(deliveries.update().where(*where).values(status=status, owner=_sender(), updated_at=_iso(now)))
+                if row.status == "sent":
+                    # The earlier delivery stays on record as it was (when it was sent, too);
+                    # only the claim is new. A failed resend then leaves it untouched.
+                    conn.execute(deliveries.update().where(*where).values(owner=_sender()))
+                else:
+                    conn.execute(deliveries.update().where(*where).values(status="sending", owner=_sender(),
+                                                                          updated_at=_iso(now)))
             else:
                 conn.execute(deliveries.insert().values(**key, kind=kind, status="sending", attempts=0,
                                                         owner=_sender(), updated_at=_iso(now)))

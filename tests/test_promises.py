@@ -1,0 +1,208 @@
+"""Promises tested directly, each reached on purpose (no timing assumptions).
+
+- a slot that has finished is never claimed again (the claim itself, not the cursor or the
+  engine in front of it);
+- the cursor of decided slots never moves back;
+- a failed forced resend keeps the earlier "sent" record and says what happened;
+- ``--stop-timeout`` is honoured both ways: a render in progress finishes within it, and one
+  that outlives it is abandoned when it runs out.
+
+A render is held at a known point by a named pipe (FIFO) in place of a data file: it blocks
+reading it until the test writes, so "in the middle of a render" is a fact, not a guess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write_project
+from projects import SERIES, make_project, report_block
+from reporter.deliver import delivery
+from reporter.deliver.smtp import SmtpSettings
+from reporter.state.history import History
+from test_deliver import Recorder, record_edition, smtp_server
+
+AT = datetime(2025, 11, 3, 3, 0, 20, tzinfo=timezone.utc)  # Monday 08:00:20 in Almaty
+
+
+@pytest.mark.parametrize("status", ["ok", "failed", "skipped", "rejected-by-nobody"])
+def test_a_finished_slot_is_never_claimed_again(tmp_path: Path, status: str) -> None:
+    history = History.at(tmp_path / "h.sqlite")
+    run = history.start_run("r", date(2025, 11, 3), "schedule", AT, "2025-11-03T08:00")
+    assert run is not None
+    if status == "rejected-by-nobody":
+        # Still running in another process: not claimable either.
+        assert history.start_run("r", date(2025, 11, 3), "schedule", AT, "2025-11-03T08:00") is None
+        return
+    history.finish_run(run, status, AT)
+    for _ in range(2):  # a repeated call, on time
+        assert history.start_run("r", date(2025, 11, 3), "run-due", AT + timedelta(seconds=5), "2025-11-03T08:00") is None
+    # Only an abandoned slot (its process died) is claimed again.
+    history.finish_run(run, "abandoned", AT)
+    assert history.start_run("r", date(2025, 11, 3), "run-due", AT, "2025-11-03T08:00") is not None
+
+
+def test_at_a_fall_back_the_repeated_wall_time_is_the_same_finished_slot(tmp_path: Path) -> None:
+    history = History.at(tmp_path / "h.sqlite")
+    first = datetime(2025, 11, 2, 5, 30, tzinfo=timezone.utc)   # 01:30 EDT, New York
+    second = datetime(2025, 11, 2, 6, 30, tzinfo=timezone.utc)  # 01:30 EST, an hour later
+    run = history.start_run("ny", date(2025, 11, 2), "schedule", first, "2025-11-02T01:30")
+    history.finish_run(run, "ok", first)
+    assert history.start_run("ny", date(2025, 11, 2), "schedule", second, "2025-11-02T01:30") is None
+
+
+def test_run_due_twice_on_time_runs_once_even_without_the_cursor(tmp_path: Path) -> None:
+    config_path = make_project(tmp_path, [report_block("r", languages='["en"]', formats='["html"]')])
+    state = tmp_path / "state" / "history.sqlite"
+    env = {"REPORTER_NOW": "2025-11-03T08:00:20+05:00"}
+    assert run_cli("--config", str(config_path), "run-due", env=env).stdout.strip() == "r 2025-11-03T08:00 ok"
+    # Forget when slots were last decided: the planner proposes the on-time slot again, and
+    # only the claim in the history can stop it.
+    with closing(sqlite3.connect(state)) as db, db:
+        db.execute("DELETE FROM cursors")
+    again = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NOW": "2025-11-03T08:00:40+05:00"})
+    assert again.returncode == 0 and again.stdout == ""
+    with closing(sqlite3.connect(state)) as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE slot = '2025-11-03T08:00'").fetchone()[0] == 1
+
+
+def test_the_cursor_never_moves_back(tmp_path: Path) -> None:
+    history = History.at(tmp_path / "h.sqlite")
+    history.set_evaluated_until("r", AT)
+    history.set_evaluated_until("r", AT - timedelta(hours=1))
+    assert history.evaluated_until("r") == AT
+    history.set_evaluated_until("r", AT + timedelta(minutes=1))
+    assert history.evaluated_until("r") == AT + timedelta(minutes=1)
+
+
+def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path, rendered_edition) -> None:
+    project, report, edition = rendered_edition
+    history = record_edition(tmp_path / "state" / "history.sqlite", edition)
+    handler = Recorder()
+    with smtp_server(handler) as controller:
+        smtp = SmtpSettings("smtp", "127.0.0.1", controller.port, timeout=5)
+        first = delivery.deliver(project, report, edition.date, history, now=lambda: AT, smtp=smtp, sleep=lambda s: None,
+                                 to=["desk@example.org"])
+        assert first.ok
+        sent = history.delivery(report.id, edition.date, "en", "desk@example.org")
+        handler.refuse["desk@example.org"] = "550 5.1.1 mailbox full"
+        forced = delivery.deliver(project, report, edition.date, history, now=lambda: AT + timedelta(hours=1),
+                                  smtp=smtp, sleep=lambda s: None, to=["desk@example.org"], force=True)
+    (outcome,) = forced.outcomes
+    assert not forced.ok
+    assert outcome.describe() == "not sent again (rejected: 550 5.1.1 mailbox full); the copy sent before stands"
+    after = history.delivery(report.id, edition.date, "en", "desk@example.org")
+    assert (after.status, after.updated_at, after.message_id) == ("sent", sent.updated_at, sent.message_id)
+
+
+@pytest.fixture
+def rendered_edition(tmp_path: Path):
+    from reporter import config
+    from reporter.pipeline import build
+
+    project = config.load(write_project(tmp_path / "project", formats='["pdf"]'))
+    report = project.report("brief")
+    from dataclasses import replace
+
+    project = replace(project, email=replace(project.email, attempts=1, backoff_seconds=0.01))
+    return project, report, build.build_edition(project, report, date(2025, 11, 5))
+
+
+# --- --stop-timeout, both ways ---------------------------------------------------------------
+
+
+def _held_project(folder: Path) -> tuple[Path, Path]:
+    """A project whose render blocks reading series.csv (a FIFO) until the test writes it."""
+    config_path = make_project(folder, [report_block("r", languages='["en"]', formats='["html"]')])
+    series = folder / "data" / "brief" / "series.csv"
+    series.unlink()
+    os.mkfifo(series)
+    return config_path, series
+
+
+def _service(config_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                            env={**os.environ, "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}, start_new_session=True)
+
+
+def _statuses(state: Path) -> list[str]:
+    try:
+        with closing(sqlite3.connect(state)) as db:
+            return [row[0] for row in db.execute("SELECT status FROM runs ORDER BY id")]
+    except sqlite3.Error:
+        return []
+
+
+def _wait(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class _Log:
+    """The service's log lines as they come (stderr, read by a thread)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(process.stderr), daemon=True).start()
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def test_a_render_in_progress_finishes_within_the_stop_timeout(tmp_path: Path) -> None:
+    config_path, fifo = _held_project(tmp_path)
+    state = tmp_path / "state" / "history.sqlite"
+    service = _service(config_path, "--stop-timeout", "120")
+    log = _Log(service)
+    try:
+        # The render has started loading its data: it cannot get past the FIFO until we write.
+        _wait(lambda: log.has("r 2025-11-03: loading brief"), "the render to reach its data")
+        service.send_signal(signal.SIGTERM)
+        # The stop is under way (the scheduler said so) while the render still waits for its data.
+        _wait(lambda: log.has("received SIGTERM"), "the stop to begin")
+        assert _statuses(state) == ["running"]
+        with fifo.open("w", encoding="utf-8") as handle:  # now the render may go on
+            handle.write(SERIES)
+        service.wait(timeout=120)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0
+    assert _statuses(state) == ["ok"]
+    assert (tmp_path / "output" / "r" / "2025-11-03" / "r.en.html").is_file()
+
+
+def test_a_render_that_outlives_the_stop_timeout_is_abandoned_when_it_runs_out(tmp_path: Path) -> None:
+    config_path, fifo = _held_project(tmp_path)
+    state = tmp_path / "state" / "history.sqlite"
+    service = _service(config_path, "--stop-timeout", "2")
+    log = _Log(service)
+    try:
+        _wait(lambda: log.has("r 2025-11-03: loading brief"), "the render to reach its data")
+        started = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if service.poll() is None:
+            service.kill()
+    # It waited for the render (at least the grace), then gave up on it rather than waiting on.
+    assert service.returncode == 0 and 2 <= took < 30, took
+    assert _statuses(state) == ["abandoned"]
+    assert not list((tmp_path / "output").rglob("r.en.html"))
