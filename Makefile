@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCALES := ru en
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup system-packages i18n bench clean
+.PHONY: run test repeat setup system-packages i18n bench clean
 
 # Renders every report of the example project for today and prints the paths written.
 run: setup
@@ -15,6 +15,15 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The suite in a new random order each time (pytest-randomly), ROUNDS times in a row, stopping
+# at the first failure: order and timing must never matter. Slow: about ROUNDS x 5 minutes.
+ROUNDS ?= 20
+repeat: setup
+	for round in $$(seq $(ROUNDS)); do \
+	  echo "round $$round of $(ROUNDS)"; \
+	  $(BIN)/python -m pytest -q -p randomly -p no:cacheprovider || exit 1; \
+	done
 
 setup: system-packages $(STAMP)
 
