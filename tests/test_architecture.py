@@ -13,14 +13,14 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "reporter"
 LAYERS = [
-    {"errors", "liveness", "log", "cron", "theme"},
+    {"errors", "liveness", "log", "cron", "theme", "envfile"},
     {"config"},
     {"pipeline"},
     {"state"},
     {"execute", "deliver"},
     {"schedule"},
     {"site"},
-    {"scaffold", "__init__"},
+    {"scaffold", "deploy", "__init__"},
     {"cli", "__main__"},
 ]
 
@@ -38,6 +38,11 @@ def _layer(part: str) -> int:
     raise AssertionError(f"reporter.{part} is in no layer: add it to LAYERS in {__file__}")
 
 
+def _is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _imports() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
@@ -49,8 +54,8 @@ def _imports() -> dict[str, set[str]]:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 found.add(target)
-                if not node.module:
-                    found.update(f"{target}.{alias.name}" for alias in node.names)
+                if not node.module:  # `from . import x`: x is a module, or a name such as __version__
+                    found.update(f"{target}.{alias.name}" for alias in node.names if _is_module(f"{target}.{alias.name}"))
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reporter"):
                 found.add(node.module)
             elif isinstance(node, ast.Import):
