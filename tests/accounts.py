@@ -18,6 +18,8 @@ import pytest
 
 CI_USER = "reporter-ci"
 CI_HOME = Path("/var/lib/reporter-ci")
+# The README's useradd line ("Deploy"), for this account and home.
+USERADD = ["useradd", "--system", "--create-home", "--home-dir", str(CI_HOME), "--shell", "/bin/bash", CI_USER]
 
 
 def ci_user() -> pwd.struct_passwd:
@@ -26,15 +28,17 @@ def ci_user() -> pwd.struct_passwd:
         pytest.fail(f"this test needs root: it creates the user {CI_USER} and runs reporter as that user, "
                     "as cron and systemd would (CI runs the suite as root)")
     try:
-        return pwd.getpwnam(CI_USER)
+        user = pwd.getpwnam(CI_USER)
     except KeyError:
-        pass
-    made = subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(CI_HOME), "--shell", "/bin/sh",
-                           "--comment", "reporter's deployment tests", CI_USER], capture_output=True, text=True)
-    try:
-        return pwd.getpwnam(CI_USER)
-    except KeyError:  # not made, not even by another test run at the same moment
-        pytest.fail(f"useradd {CI_USER} failed: {made.stderr.strip()}")
+        made = subprocess.run(USERADD, capture_output=True, text=True)
+        try:
+            user = pwd.getpwnam(CI_USER)
+        except KeyError:  # not made, not even by another test run at the same moment
+            pytest.fail(f"useradd {CI_USER} failed: {made.stderr.strip()}")
+    if user.pw_shell != "/bin/bash":  # made by an earlier version of this helper
+        subprocess.run(["usermod", "--shell", "/bin/bash", CI_USER], check=True, capture_output=True)
+        user = pwd.getpwnam(CI_USER)
+    return user
 
 
 @pytest.fixture
@@ -46,18 +50,16 @@ def open_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def owned_folder(parent: Path, name: str, user: pwd.struct_passwd, mode: int = 0o755) -> Path:
-    """A fresh folder ``parent/name`` belonging to ``user``."""
-    folder = parent / name
-    folder.mkdir(mode=mode)
-    os.chown(folder, user.pw_uid, user.pw_gid)
-    folder.chmod(mode)
-    return folder
-
-
 def as_user(user: pwd.struct_passwd, argv: list[str], *, env: dict[str, str], cwd: Path | str = "/",
             timeout: float = 300) -> subprocess.CompletedProcess:
     """``argv`` run as ``user`` with exactly ``env`` (``env -i``), as cron or systemd would start it."""
     pairs = [f"{key}={value}" for key, value in env.items()]
     return subprocess.run(["runuser", "-u", user.pw_name, "--", "env", "-i", *pairs, *argv], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def login_shell(user: pwd.struct_passwd, script: str, *, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``script`` in a login shell of ``user`` (``runuser -l``): its home, its shell, a fresh
+    environment from /etc/profile and its own dotfiles, nothing of the caller's."""
+    return subprocess.run(["runuser", "-l", user.pw_name, "-c", script], capture_output=True, text=True,
+                          timeout=timeout, cwd="/")
