@@ -301,26 +301,35 @@ def test_deploy_warns_about_what_the_user_could_not_run_read_or_write(open_tmp: 
     from reporter.deploy import Target, user_named, warnings
 
     tmp_path = open_tmp
-    user = ci_user()
+    ci_user()
+    # A venv whose python links into a folder only root may enter, as pyenv's under /root.
     locked = tmp_path / "root-only"
     locked.mkdir(mode=0o700)
-    python = locked / "python"
-    python.write_text("#!/bin/sh\n", encoding="utf-8")
-    python.chmod(0o755)
+    real_python = locked / "python3.11"
+    real_python.write_text("#!/bin/sh\n", encoding="utf-8")
+    real_python.chmod(0o755)
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(real_python)
+    script = bin_dir / "reporter"
+    script.write_text(f"#!{bin_dir / 'python'}\nfrom reporter.cli import main\n", encoding="utf-8")
+    script.chmod(0o755)
     project_dir = tmp_path / "project"
     project_dir.mkdir()
     project = configuration.load(make_project(project_dir, [report_block("r", **FAST)]))
     env_file = tmp_path / "smtp.env"
-    found = warnings(Target((str(python), "-m", "reporter"), project, user_named(CI_USER), env_file),
-                     log_file=tmp_path / "logs" / "reporter.log")
-    assert found[0] == (f"{CI_USER} cannot run {python}: it cannot enter {locked}. Install reporter into a venv that "
-                        f"{CI_USER} owns, made with /usr/bin/python3 -m venv (README, Deploy)")
+    found = warnings(Target((str(script),), project, user_named(CI_USER), env_file), log_file=tmp_path / "logs" / "reporter.log")
+    assert found[0] == (f"{CI_USER} cannot run {script}: it cannot enter {locked} (on the way to {real_python}). "
+                        f"Install reporter into a venv that {CI_USER} owns, made with /usr/bin/python3 -m venv (README, Deploy)")
     assert f"{CI_USER} cannot write its output folder {project_dir / 'output'}: it may not write {project_dir} (mode 0755)" in found[1]
     assert f"{CI_USER} cannot write its log folder {tmp_path / 'logs'}" in found[3]
     assert found[4].startswith(f"the secrets file {env_file} does not exist yet: create it with `install -D -m 600 -o {CI_USER}")
+    # Run as `python -m reporter`, the interpreter itself is the program.
+    python = real_python
     env_file.write_text("X=1\n")
     env_file.chmod(0o644)
     found = warnings(Target((str(python), "-m", "reporter"), project, user_named(CI_USER), env_file))
+    assert found[0].startswith(f"{CI_USER} cannot run {python}: it cannot enter {locked}. Install")
     assert f"the secrets file {env_file} is owned by root, not by {CI_USER}" not in " ".join(found)  # root may own it
     assert f"the secrets file {env_file} can be read or written by others (mode 0644): it holds secrets; chmod 600 {env_file}" in found
     env_file.chmod(0o600)
