@@ -140,7 +140,8 @@ def main(ctx: click.Context, config_file: str | None, env_file: str | None, log_
 
 
 def _report(ctx: click.Context, exc) -> None:
-    """One line per problem on stderr, and in the log file when there is one (cron mails only stderr)."""
+    """One line per problem on stderr, for whoever ran it (cron mails it), and in the log file if
+    there is one, where a scheduled run's reader looks."""
     for problem in exc.problems:
         click.echo(f"error: {problem}", err=True)
         if ctx.obj.get("log_file"):

@@ -28,6 +28,7 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -46,7 +47,7 @@ WHEEL = f"reporter-{__version__}-py3-none-any.whl"
 
 # What the README's Deploy commands become here (each by its opening words), and why.
 ROOT_STEPS = {
-    "apt-get install": "not run: the set-up installs these; the test checks each is a package installed here",
+    "apt-get update && apt-get install": "not run: the set-up installs these; the test checks each is a package installed here",
     "useradd": "run by accounts.ci_user, with the same options for reporter-ci in /var/lib/reporter-ci",
     "cp dist/": "run as written, into the account's home",
     "runuser -l reporter": "the account's blocks run in `runuser -l reporter-ci -c ...`, a login shell",
@@ -120,8 +121,8 @@ def deployed() -> Iterator[Deployment]:
         for command in account:
             what = next((why for start_, why in ROOT_STEPS.items() if command.text.startswith(start_)), None)
             assert what, f"{command}: not in ROOT_STEPS"
-            if command.text.startswith("apt-get install"):
-                for package in [w for w in command.text.split()[2:] if not w.startswith("-")]:
+            if command.text.startswith("apt-get update"):
+                for package in [w for w in command.text.split("apt-get install", 1)[1].split() if not w.startswith("-")]:
                     status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
                     assert status.stdout == "install ok installed", f"{command}: {package}"
             elif command.text.startswith("useradd"):
@@ -183,9 +184,11 @@ def test_the_venv_is_the_accounts_own_and_runs_the_systems_python(deployed: Depl
 
 
 def test_the_readmes_project_rendered_today(deployed: Deployment) -> None:
-    editions = list((deployed.home / "desk" / "output" / "brief").iterdir())
-    assert len(editions) == 1
-    assert sorted(p.name for p in editions[0].iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf"]
+    # `new` gives the report UTC; the render ran in the fixture, so today may have just turned.
+    today = datetime.now(timezone.utc).date()
+    editions = [deployed.home / "desk" / "output" / "brief" / day.isoformat() for day in (today, today - timedelta(days=1))]
+    edition = next((folder for folder in editions if folder.is_dir()), editions[0])
+    assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf"]
     secrets = deployed.home / ".config" / "reporter" / "smtp.env"
     assert secrets.stat().st_mode & 0o777 == 0o600 and secrets.stat().st_uid == deployed.user.pw_uid
 
