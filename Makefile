@@ -51,8 +51,9 @@ i18n: setup
 	done
 	$(BIN)/pybabel compile --statistics -d reporter/theme/locale
 
+ROUNDS ?= 5
 bench: setup
-	$(BIN)/python benchmarks/render_bench.py
+	$(BIN)/python benchmarks/render_bench.py $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) output

@@ -4,11 +4,12 @@ The parts, each done bare in a fresh process: importing WeasyPrint and matplotli
 same charts, and WeasyPrint writing the same HTML to PDF. Rounds alternate between the two so
 that load on this shared machine hits both alike; medians are compared. Also times `--help`.
 It works on a copy of the example project, so it never writes into the repository.
-Usage: python benchmarks/render_bench.py [ROUNDS]
+Usage: .venv/bin/python benchmarks/render_bench.py [ROUNDS], or make bench ROUNDS=N
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import statistics
 import subprocess
@@ -70,6 +71,9 @@ def timed(command: list[str]) -> float:
 
 
 def main() -> None:
+    if importlib.util.find_spec("weasyprint") is None or importlib.util.find_spec("click") is None:
+        sys.exit(f"{sys.executable} lacks reporter's dependencies: run this with the clone's "
+                 f".venv/bin/python (make test sets it up)")
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,11 +3,12 @@
 
 The pool side is a whole cold `reporter run-due --workers 2` process: start-up, the workers'
 imports, and every render. Target: pool time <= 0.5 x the cold renders' time.
-Usage: python benchmarks/schedule_bench.py
+Usage: .venv/bin/python benchmarks/schedule_bench.py [REPORTS]   (10 reports by default)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,7 +22,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from schedule_helpers import make_project, report_block  # noqa: E402
 
-REPORTS = [f"brief{i:02d}" for i in range(10)]
 NOW = "2025-11-03T08:00:20+05:00"  # a Monday, just after the reports' 08:00 slot
 
 
@@ -33,21 +33,27 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
 
 
 def main() -> None:
+    if importlib.util.find_spec("weasyprint") is None or importlib.util.find_spec("click") is None:
+        sys.exit(f"{sys.executable} lacks reporter's dependencies: run this with the clone's "
+                 f".venv/bin/python (make test sets it up)")
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    reports = [f"brief{i:02d}" for i in range(count)]
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        config = make_project(folder, [report_block(r) for r in REPORTS])
+        config = make_project(folder, [report_block(r) for r in reports])
         cli = [python, "-m", "reporter", "--config", str(config)]
-        timed([*cli, "render", REPORTS[0], "--lang", "en", "--date", "2025-11-03"])  # warm the file cache
+        timed([*cli, "render", reports[0], "--lang", "en", "--date", "2025-11-03"])  # warm the file cache
         cold = 0.0
-        for report in REPORTS:
+        for report in reports:
             for lang in ("ru", "en"):
                 cold += timed([*cli, "render", report, "--lang", lang, "--date", "2025-11-03"])
         shutil.rmtree(folder / "output")
         pool = timed([*cli, "run-due", "--workers", "2"], env={"REPORTER_NOW": NOW})
         written = len(list((folder / "output").rglob("*.pdf")))
-    print(f"20 cold `reporter render REPORT --lang L` in a row: {cold:.1f} s ({cold / 20:.2f} s each)")
-    print(f"`reporter run-due --workers 2`, 10 reports x 2 languages ({written} PDFs): {pool:.1f} s")
+    editions = 2 * count
+    print(f"{editions} cold `reporter render REPORT --lang L` in a row: {cold:.1f} s ({cold / editions:.2f} s each)")
+    print(f"`reporter run-due --workers 2`, {count} reports x 2 languages ({written} PDFs): {pool:.1f} s")
     print(f"ratio pool / cold renders: {pool / cold:.2f}  (target <= 0.50)")
 
 

@@ -1,3 +1,3 @@
 """reporter: scheduled briefings from curated fact datasets, as dated PDF and HTML editions."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -58,9 +58,11 @@ def _handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except ReporterError as exc:
             if ctx.obj.get("debug"):
                 raise
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            sys.exit(1)
+            _report(ctx, exc)
+        except Exception:
+            if ctx.obj.get("log_file"):  # a bug: its traceback still goes to stderr, and to the file
+                log.exception("unexpected error in `reporter %s`", ctx.info_name)
+            raise
 
     return wrapper
 
@@ -69,21 +71,82 @@ def _csv_option(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def _versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``-V``: reporter's version and those of what draws its pages, for a bug report or a deploy check.
+
+    WeasyPrint is imported here only, so ``--help`` stays fast.
+    """
+    if not value or ctx.resilient_parsing:
+        return
+    import platform  # noqa: PLC0415
+
+    from . import __version__  # noqa: PLC0415
+
+    click.echo(f"reporter {__version__}")
+    failed = False
+    try:
+        import weasyprint  # noqa: PLC0415
+        from weasyprint.text.ffi import pango  # noqa: PLC0415
+
+        number = pango.pango_version()  # major * 10000 + minor * 100 + micro
+        click.echo(f"WeasyPrint {weasyprint.__version__}")
+        click.echo(f"Pango {number // 10000}.{number // 100 % 100}.{number % 100}")
+    except (ImportError, OSError) as exc:  # a missing Pango library is an OSError from cffi
+        click.echo(f"WeasyPrint: cannot be loaded: {exc}")
+        failed = True
+    click.echo(f"Python {platform.python_version()} ({sys.executable})")
+    ctx.exit(1 if failed else 0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", metavar="PATH", envvar="REPORTER_CONFIG",
               help="Project config (default: ./reports.toml, or $REPORTER_CONFIG).")
+@click.option("--env-file", metavar="PATH", envvar="REPORTER_ENV_FILE",
+              help="Read KEY=VALUE lines (the SMTP secrets) into the environment first; "
+                   "the file must be yours (or root's) with mode 0600.")
+@click.option("--log-file", metavar="PATH", envvar="REPORTER_LOG_FILE",
+              help="Append the log to PATH (its folder is created) instead of stderr.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--verbose", "-v", is_flag=True, help="More detail on stderr.")
-@click.option("--log-json", is_flag=True, help="Log JSON lines on stderr.")
-@click.version_option(package_name="reporter")
+@click.option("--verbose", "-v", is_flag=True, help="More detail in the log.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines.")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_versions,
+              help="Show the versions of reporter, WeasyPrint, Pango and Python, then exit.")
 @click.pass_context
-def main(ctx: click.Context, config_file: str | None, debug: bool, verbose: bool, log_json: bool) -> None:
+def main(ctx: click.Context, config_file: str | None, env_file: str | None, log_file: str | None, debug: bool,
+         verbose: bool, log_json: bool) -> None:
     """Render, schedule and deliver briefings from fact datasets."""
-    ctx.ensure_object(dict)
-    ctx.obj.update(config=config_file, debug=debug, log_json=log_json, clock=_clock_from_environment())
-    from .log import configure_logging  # noqa: PLC0415
+    import os  # noqa: PLC0415
 
-    configure_logging(verbose, log_json)
+    from .errors import ReporterError  # noqa: PLC0415
+    from .log import LOG_FILE_VARIABLE, configure_logging  # noqa: PLC0415
+
+    ctx.ensure_object(dict)
+    ctx.obj.update(config=config_file, debug=debug, log_json=log_json, log_file=None)
+    try:
+        configure_logging(verbose, log_json, log_file)
+        if log_file:  # render workers are processes of their own: they find the file here
+            os.environ[LOG_FILE_VARIABLE] = os.path.abspath(log_file)
+            ctx.obj["log_file"] = log_file
+        if env_file:
+            from .envfile import load  # noqa: PLC0415
+
+            names = load(env_file)
+            log.debug("read %s from %s", ", ".join(names) or "nothing", env_file)
+    except ReporterError as exc:
+        if debug:
+            raise
+        _report(ctx, exc)
+    ctx.obj["clock"] = _clock_from_environment()
+
+
+def _report(ctx: click.Context, exc) -> None:
+    """One line per problem on stderr, for whoever ran it (cron mails it), and in the log file if
+    there is one, where a scheduled run's reader looks."""
+    for problem in exc.problems:
+        click.echo(f"error: {problem}", err=True)
+        if ctx.obj.get("log_file"):
+            log.error("%s", problem)
+    sys.exit(1)
 
 
 def _project(ctx: click.Context):
@@ -137,6 +200,8 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     clock = ctx.obj["clock"]
     project = _project(ctx)
     report = project.report(report_id)
+    if send_after:
+        _check_can_send(project, report)
     when = day.date() if day else edition_date(report, clock)
     languages, chosen = _csv_option(lang) or report.languages, _csv_option(formats) or report.formats
     target = Path(output).resolve() if output else project.output_dir
@@ -415,6 +480,19 @@ def i18n_command(ctx: click.Context) -> None:
         click.echo(line)
 
 
+def _check_can_send(project, report) -> None:
+    """What would stop every message, checked before ``render --send`` writes anything: no sender,
+    no or bad SMTP settings. A server that fails later still leaves the edition written."""
+    from .deliver.smtp import smtp_settings  # noqa: PLC0415
+    from .errors import DeliveryError, Problem  # noqa: PLC0415
+
+    if not report.recipients:
+        return
+    if not project.email.sender:
+        raise DeliveryError([Problem(str(project.path), "email.from", "not set: who the briefing is from")])
+    smtp_settings()
+
+
 def _deliver(ctx: click.Context, project, report, when, history, **options: Any) -> None:
     """Deliver and print one line per recipient; exit 1 if anyone did not get it."""
     from .deliver.delivery import deliver  # noqa: PLC0415
@@ -503,3 +581,83 @@ def adopt(ctx: click.Context) -> None:
         done = adopt_editions(project, history, ctx.obj["clock"]())
     click.echo(f"adopted {done.editions} edition(s) and {done.deliveries} delivery record(s) from {project.output_dir}"
                + (f"; {done.skipped} edition(s) were already in the history" if done.skipped else ""))
+
+
+@main.group()
+def deploy() -> None:
+    """Print a systemd unit or a crontab line for this installation and project, with real paths.
+
+    Warnings on stderr name what would fail when the given user runs it.
+    """
+
+
+def _deploy_target(ctx: click.Context, user_name: str | None, env_file: str | None):
+    from pathlib import Path  # noqa: PLC0415
+
+    from .deploy import Target, default_env_file, executable, user_named  # noqa: PLC0415
+
+    project = _project(ctx)
+    user = user_named(user_name)
+    env = Path(env_file).absolute() if env_file else default_env_file(user)
+    return Target(executable(), project, user, env)
+
+
+def _print_with_warnings(text: str, found: list[str]) -> None:
+    click.echo(text, nl=False)
+    for warning in found:
+        click.echo(f"warning: {warning}", err=True)
+
+
+_user_option = click.option("--user", "user_name", metavar="NAME",
+                            help="The account that runs reporter (default: the one running this command).")
+_env_file_option = click.option("--env-file", "env_file", metavar="PATH",
+                                help="The secrets file it reads (default: ~NAME/.config/reporter/smtp.env).")
+
+
+@deploy.command("systemd")
+@_user_option
+@_env_file_option
+@click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
+@click.option("--stop-timeout", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="Seconds a render in progress may take to finish when the service stops.")
+@click.pass_context
+@_handles_errors
+def deploy_systemd(ctx: click.Context, user_name: str | None, env_file: str | None, workers: int | None,
+                   stop_timeout: float) -> None:
+    """A systemd unit running `reporter run` as NAME; save it as /etc/systemd/system/reporter.service."""
+    from .deploy import systemd_unit, warnings  # noqa: PLC0415
+
+    target = _deploy_target(ctx, user_name, env_file)
+    _print_with_warnings(systemd_unit(target, workers=workers, stop_timeout=stop_timeout), warnings(target))
+
+
+@deploy.command("cron")
+@_user_option
+@_env_file_option
+@click.option("--log-file", "log_file", metavar="PATH",
+              help="Where it logs (default: ~NAME/.local/state/reporter/reporter.log).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
+@click.pass_context
+@_handles_errors
+def deploy_cron(ctx: click.Context, user_name: str | None, env_file: str | None, log_file: str | None,
+                workers: int | None) -> None:
+    """A crontab running `reporter run-due` every minute as NAME, with how to install it."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from .deploy import crontab, default_log_file, warnings  # noqa: PLC0415
+
+    target = _deploy_target(ctx, user_name, env_file)
+    log_path = Path(log_file).absolute() if log_file else default_log_file(target.user)
+    _print_with_warnings(crontab(target, log_path, workers=workers), warnings(target, log_path))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish); see the README."""
+    from click.shell_completion import get_completion_class  # noqa: PLC0415
+
+    # The script calls `reporter` back with _REPORTER_COMPLETE set, click's own mechanism.
+    complete = get_completion_class(shell)(main, {}, "reporter", "_REPORTER_COMPLETE")
+    click.echo(complete.source())

@@ -13,14 +13,14 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "reporter"
 LAYERS = [
-    {"__init__", "errors", "liveness", "log", "cron", "theme"},  # __init__: the version, nothing else
+    {"__init__", "errors", "liveness", "log", "cron", "theme", "envfile"},  # __init__: the version, nothing else
     {"config"},
     {"pipeline"},
     {"state"},
     {"execute", "deliver"},
     {"schedule"},
     {"site"},
-    {"scaffold"},
+    {"scaffold", "deploy"},
     {"cli", "__main__"},
 ]
 
@@ -38,6 +38,11 @@ def _layer(part: str) -> int:
     raise AssertionError(f"reporter.{part} is in no layer: add it to LAYERS in {__file__}")
 
 
+def _is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _imports() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
@@ -49,11 +54,8 @@ def _imports() -> dict[str, set[str]]:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 found.add(target)
-                if not node.module:
-                    # "from .. import x": a submodule if there is one, else a name in the package.
-                    folder = ROOT.joinpath(*target.split("."))
-                    found.update(f"{target}.{alias.name}" for alias in node.names
-                                 if (folder / f"{alias.name}.py").exists() or (folder / alias.name).is_dir())
+                if not node.module:  # `from . import x`: x is a module, or a name such as __version__
+                    found.update(f"{target}.{alias.name}" for alias in node.names if _is_module(f"{target}.{alias.name}"))
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reporter"):
                 found.add(node.module)
             elif isinstance(node, ast.Import):

@@ -119,3 +119,14 @@ def test_every_shipped_report_renders_pages_a_reader_would_keep(example: Path) -
             for page in read:
                 body = page.body()
                 assert not (body and body[-1].text in headings), f"{report_id} {lang}: {body[-1].text!r} ends page {page.number}"
+
+
+def test_the_shipped_project_holds_only_its_own_files_and_uses_the_packaged_theme() -> None:
+    # The example is a project like any desk's: its narratives only. The layout, CSS, fonts and
+    # catalogues are the package's, so a file here with a theme file's name would hide that.
+    theme = ROOT / "reporter" / "theme"
+    shipped = {p.relative_to(theme) for p in theme.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    own = {p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*") if p.is_file()}
+    assert own and not own & shipped
+    assert all(path.name.startswith("narrative.") for path in own), sorted(own)
+    assert not (ROOT / "locale").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,10 @@ def test_init_then_new_then_validate_then_render_writes_both_languages(tmp_path:
     assert "more than 1,250 items" in en and "2.8 times" in en and "24.1%" in en and "about 20–22%" in en
     assert "Динамика" in ru and "The trend" in en  # its two sections, and its chart's caption
     assert "Example series, items per year" in en
+    for pdf in ("demo.ru.pdf", "demo.en.pdf"):  # its <code> too is set in the theme's fonts, not a system one
+        fonts = subprocess.run(["pdffonts", str(edition / pdf)], capture_output=True, text=True, check=True).stdout
+        names = [line.split()[0] for line in fonts.splitlines()[2:] if line.strip()]
+        assert names and all(re.fullmatch(r"[A-Z]{6}\+PT-(Serif|Sans)(-\w+)?", name) for name in names), fonts
 
 
 def test_new_refuses_a_taken_id_and_overwrites_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,161 @@
+"""Every command in the README works as written (issue 12).
+
+Each ```sh block runs, line by line, in a project of its own built by the test (tests/projects.py:
+the report ``brief``, its three recipients, [email]), with ``.venv`` in it linked to this venv,
+so that ``.venv/bin/reporter`` is typed as the README has it. HOME is the block's temp folder.
+What differs from the README is listed below, explicitly: the example report's id, folders under
+/tmp, the mail server (a real aiosmtpd on 127.0.0.1 with STARTTLS and a login, its certificate
+named by ``ca_file``), and shorter benchmark runs. The README's ``export`` lines run too, and
+what they set stays set for the blocks after them, as in a reader's shell.
+
+Not run here: ``make run`` and ``make test`` (the first renders into the repository's own
+output/, which the suite must leave alone; the second is this run), and the "Deploy" section,
+which tests/test_install.py runs as the unprivileged user it is written for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from aiosmtpd.smtp import AuthResult
+
+from conftest import EDITION, REPORT, ROOT, write_project
+from readme import Command, blocks, commands
+from test_deliver import Recorder, certificate, server_context, smtp_server  # noqa: F401 - certificate is a fixture
+
+pytestmark = pytest.mark.slow
+PASSWORD = "readme-Pa55"
+
+# README text -> what the test runs instead. Nothing else is changed.
+SUBSTITUTE = [
+    ("kz-us", REPORT),  # the shipped example's id -> the test project's report
+    ("/tmp/briefs", "{home}/briefs"),  # folders under /tmp -> under the block's own temp folder
+    ("/tmp/outbox", "{home}/outbox"),
+    ("briefings@mail.example.org:587", "briefings@127.0.0.1:{port}"),  # the mail server -> aiosmtpd
+    ('"…"', f'"{PASSWORD}"'),  # the placeholder for a password -> the one aiosmtpd accepts
+    ("make bench", "make bench ROUNDS=1"),  # one round instead of five: proves the command, not the figure
+    ("benchmarks/schedule_bench.py", "benchmarks/schedule_bench.py 1"),  # 1 report instead of 10
+]
+NOT_RUN = {
+    "make run": "renders into the repository's own output/, which the suite leaves alone",
+    "make test": "this is that run",
+}
+IN_THE_CLONE = ("make ", ".venv/bin/python benchmarks/")  # run in the repository, not in a project
+LONG_RUNNING = {".venv/bin/reporter run", ".venv/bin/reporter --log-json run"}  # "long-running": stopped with SIGTERM
+PREPARE = {  # what a block needs that the README's reader did before it
+    ".venv/bin/reporter send kz-us --date 2025-11-05": ["render", REPORT, "--date", EDITION],
+}
+
+
+def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    return AuthResult(success=(auth_data.login, auth_data.password) == (b"briefings", PASSWORD.encode()))
+
+
+@pytest.fixture(scope="module")
+def mail(certificate) -> Iterator[tuple[Recorder, int]]:  # noqa: F811
+    handler = Recorder()
+    with smtp_server(handler, tls_context=server_context(certificate), require_starttls=True,
+                     authenticator=authenticator, auth_require_tls=True) as controller:
+        yield handler, controller.port
+
+
+def _runnable(command: Command, home: Path, port: int) -> str:
+    text = command.text
+    for old, new in SUBSTITUTE:
+        text = text.replace(old, new.format(home=home, port=port))
+    return text
+
+
+def _environment(before: int, home: Path, port: int) -> dict[str, str]:
+    """This process's environment without reporter's variables, HOME set, and what the README's
+    ``export`` lines before block ``before`` set, each run by the shell as written."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTER_")} | {"HOME": str(home)}
+    for command in commands():
+        if command.block < before and command.text.startswith("export "):
+            done = subprocess.run(["sh", "-c", f"{_runnable(command, home, port)} && env -0"], env=env,
+                                  capture_output=True, text=True, check=True)
+            env = dict(item.split("=", 1) for item in done.stdout.split("\0") if item)
+    return env
+
+
+def _project(folder: Path, certificate: tuple[Path, Path]) -> Path:  # noqa: F811
+    folder.mkdir()
+    config = write_project(folder)
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "[email]\n", f'[email]\nca_file = "{certificate[0]}"\nattempts = 1\n'), encoding="utf-8")
+    (folder / ".venv").symlink_to(sys.prefix)
+    return config
+
+
+def _service(line: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Starts a long-running command, waits until it says when it runs next (its signal handlers
+    are in place by then), and stops it as systemd would."""
+    process = subprocess.Popen(["sh", "-c", f"exec {line}"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not seen or "next run" not in seen[-1]:
+        seen.append(process.stderr.readline())
+        assert seen[-1], f"{line} ended before it said when it runs next:\n{''.join(seen)}"
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[1]
+    return process.wait(), "".join(seen) + rest
+
+
+README_BLOCKS = blocks(exclude="Deploy")
+
+
+@pytest.mark.parametrize("block", README_BLOCKS, ids=lambda b: f"line{b[0].line}:{b[0].text[:40]}")
+def test_each_readme_command_exits_as_the_readme_says(block: list[Command], tmp_path: Path, mail, certificate) -> None:  # noqa: F811
+    handler, port = mail
+    home = tmp_path
+    project = home / "project"
+    _project(project, certificate)
+    env = _environment(block[0].block, home, port)
+    for command in block:
+        if command.text in NOT_RUN:
+            continue
+        line = _runnable(command, home, port)
+        cwd = ROOT if command.text.startswith(IN_THE_CLONE) else project
+        if command.text in PREPARE:
+            ready = subprocess.run([".venv/bin/reporter", *PREPARE[command.text]], cwd=project, env=env,
+                                   capture_output=True, text=True)
+            assert ready.returncode == 0, ready.stderr
+        start = time.perf_counter()
+        if command.text in LONG_RUNNING:
+            code, log = _service(line, cwd, env)
+            assert code == 0, f"{command}\n{log}"
+            assert "scheduler started" in log
+            if "--log-json" in line:
+                assert json.loads(log.splitlines()[0])["message"].startswith("scheduler started")
+            continue
+        done = subprocess.run(["sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command}\n(ran: {line})\n{done.stdout}{done.stderr}"
+        assert "Traceback" not in done.stderr, f"{command}\n{done.stderr}"
+        print(f"{time.perf_counter() - start:6.1f} s  {command}")
+
+
+def test_the_send_block_reached_the_mail_server_with_the_readmes_login(mail) -> None:
+    handler, _port = mail
+    # The block above delivered through STARTTLS and AUTH, as the README's export lines set it up.
+    assert handler.messages, "no README command delivered any mail"
+
+
+def test_every_readme_command_is_run_here_or_in_test_install() -> None:
+    everything = commands()
+    here = [c for block in README_BLOCKS for c in block]
+    deploy = [c for c in everything if c.section == "Deploy"]
+    assert sorted(here + deploy, key=lambda c: c.line) == everything
+    assert len(everything) > 30
+    # Every exception in the tables above still names a line the README has.
+    texts = [c.text for c in everything]
+    for name in [*NOT_RUN, *LONG_RUNNING, *PREPARE]:
+        assert name in texts, f"{name!r} is no longer in the README: update the table in {__file__}"
+    for old, _new in SUBSTITUTE:
+        assert any(old in text for text in texts), f"{old!r} is no longer in the README"
