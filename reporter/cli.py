@@ -427,6 +427,9 @@ def verify(ctx: click.Context, path: str) -> None:
     from .pipeline.manifest import verify as check  # noqa: PLC0415
 
     where = Path(path).resolve() if path else _project(ctx).output_dir
+    if not path and not where.exists():
+        click.echo(f"ok: no editions under {where} yet")
+        return
     count, problems = check(where)
     if problems:
         raise ReporterError(problems)
