@@ -154,8 +154,14 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     recorder.finish("ok", clock(), files=edition.artifacts)
     for artifact in edition.artifacts:
         click.echo(str(artifact.path))
-    if send_after:
-        _deliver(ctx, project, report, when, _history(project))
+    # The archive lists what is in the project's output folder; an edition written elsewhere is not in it.
+    in_archive = output is None or Path(output).resolve() == project.output_dir
+    try:
+        if send_after:
+            _deliver(ctx, project, report, when, _history(project))
+    finally:
+        if in_archive:
+            _rebuild_site(project)
 
 
 @main.command("list")
@@ -184,7 +190,21 @@ def _service(ctx: click.Context, project, history, workers: int | None):
 
     pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
                        log_json=ctx.obj["log_json"])
-    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history))
+    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history),
+                   after_run=lambda _report, _day, _status: _rebuild_site(project, history))
+
+
+def _rebuild_site(project, history=None) -> None:
+    """Rebuild the archive site after a render or a scheduled run. It comes second: a site that
+    cannot be built is a warning, and the edition, already written and recorded, stands."""
+    from .errors import ReporterError  # noqa: PLC0415
+    from .site.archive import build_site  # noqa: PLC0415
+
+    try:
+        build_site(project, history or _history(project))
+    except ReporterError as exc:
+        for problem in exc.problems:
+            log.warning("the archive site was not rebuilt: %s", problem)
 
 
 def _delivery(ctx: click.Context, project, history):
@@ -440,6 +460,22 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 click.echo(line)
     if not found["ok"]:
         sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+@_handles_errors
+def site(ctx: click.Context) -> None:
+    """Rebuild the archive site: output/index.html and a page per report, every edition listed.
+
+    Renders and scheduled runs rebuild it themselves; this is for after a change by hand
+    (deleted editions, a delivery, a new catalogue). Prints the pages.
+    """
+    from .site.archive import build_site  # noqa: PLC0415
+
+    project = _project(ctx)
+    for path in build_site(project, _history(project)):
+        click.echo(str(path))
 
 
 @main.command()
