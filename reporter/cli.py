@@ -479,6 +479,37 @@ def site(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.argument("report_id", metavar="REPORT")
+@click.option("--lang", help="Language (default: the report's first).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Edition date (default: today in the report's time zone).")
+@click.option("--pdf", is_flag=True, help="Show the PDF's pages as images instead of the HTML edition.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.pass_context
+@_handles_errors
+def preview(ctx: click.Context, report_id: str, lang: str | None, day: datetime | None, pdf: bool, port: int) -> None:
+    """Serve an edition of REPORT on 127.0.0.1 and reload it as you edit.
+
+    It renders again whenever the config, the report's data, templates or catalogues change, and
+    the page reloads itself; a mistake shows on the page (file, line, message) until it is fixed.
+    Nothing is written. Ctrl-C stops it.
+    """
+    from .config import config_path  # noqa: PLC0415
+    from .site.preview import Preview, PreviewServer  # noqa: PLC0415
+
+    shown = Preview(config_path(ctx.obj["config"]), report_id, lang, day.date() if day else None, pdf, ctx.obj["clock"])
+    try:
+        shown.check()
+        server = PreviewServer(shown, port)
+    except BaseException:
+        shown.close()
+        raise
+    click.echo(f"Previewing {report_id}{' (PDF)' if pdf else ''} at {server.url}  (Ctrl-C to stop)")
+    server.serve()
+
+
+@main.command()
 @click.pass_context
 @_handles_errors
 def adopt(ctx: click.Context) -> None:
