@@ -290,6 +290,10 @@ def build_site(project: Project, history: History | None) -> list[Path]:
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
             # A project's own site template (it may override the theme's) that fails: name its line.
             raise ReporterError([render.template_problem(exc, project.templates_dir)]) from exc
+        taken = [path for path in found if path.is_dir()]
+        if taken:
+            raise ReporterError([Problem(str(path), "", "is a folder, where the archive site's page goes; "
+                                         "move it aside") for path in taken])
         changed = {}
         for path, text in found.items():
             data = text.encode("utf-8")
