@@ -403,10 +403,10 @@ class PreviewServer:
             self.httpd = ThreadingHTTPServer((HOST, port), _handler(self.watcher))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                message = f"port {port} on {HOST} is in use; choose another with --port (0: any free port)"
+                message = "in use; choose another port with --port (0: any free port)"
             else:
-                message = f"cannot listen on {HOST}:{port}: {exc.strerror}"
-            raise ReporterError([Problem("", "", message)]) from None
+                message = f"cannot listen there: {exc.strerror}"
+            raise ReporterError([Problem(f"{HOST}:{port}", "", message)]) from None
         self.httpd.daemon_threads = True
 
     @property
