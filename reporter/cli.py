@@ -131,6 +131,7 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
 
     from .config import edition_date  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
+    from .site.rebuild import SiteRebuild  # noqa: PLC0415
     from .state.recording import RunRecorder  # noqa: PLC0415
 
     clock = ctx.obj["clock"]
@@ -138,30 +139,35 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     report = project.report(report_id)
     when = day.date() if day else edition_date(report, clock)
     recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
-    from .pipeline.build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
+    # The archive lists the project's output folder; an edition written elsewhere is not in it.
+    in_archive = output is None or Path(output).resolve() == project.output_dir
+    rebuild = SiteRebuild(project) if in_archive else None
+    from .pipeline.build import build_edition  # noqa: PLC0415 - after the forks, so the helpers stay small
 
     try:
-        edition = build_edition(
-            project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
-            output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started,
-        )
-    except ReporterError as exc:
-        recorder.finish("failed", clock(), error=str(exc))
-        raise
-    except BaseException as exc:
-        recorder.finish("abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
-        raise
-    recorder.finish("ok", clock(), files=edition.artifacts)
-    for artifact in edition.artifacts:
-        click.echo(str(artifact.path))
-    # The archive lists what is in the project's output folder; an edition written elsewhere is not in it.
-    in_archive = output is None or Path(output).resolve() == project.output_dir
-    try:
-        if send_after:
-            _deliver(ctx, project, report, when, _history(project))
+        try:
+            edition = build_edition(
+                project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
+                output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started,
+            )
+        except ReporterError as exc:
+            recorder.finish("failed", clock(), error=str(exc))
+            raise
+        except BaseException as exc:
+            recorder.finish("abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
+            raise
+        recorder.finish("ok", clock(), files=edition.artifacts)
+        for artifact in edition.artifacts:
+            click.echo(str(artifact.path))
+        try:
+            if send_after:
+                _deliver(ctx, project, report, when, _history(project))
+        finally:
+            if rebuild:
+                _site_warnings(rebuild.build())
     finally:
-        if in_archive:
-            _rebuild_site(project)
+        if rebuild:
+            rebuild.cancel()  # after a failed render: the helper exits without building
 
 
 @main.command("list")
@@ -194,17 +200,21 @@ def _service(ctx: click.Context, project, history, workers: int | None):
                    after_run=lambda _report, _day, _status: _rebuild_site(project, history))
 
 
-def _rebuild_site(project, history=None) -> None:
-    """Rebuild the archive site after a render or a scheduled run. It comes second: a site that
-    cannot be built is a warning, and the edition, already written and recorded, stands."""
+def _rebuild_site(project, history) -> None:
+    """Rebuild the archive site after a scheduled run."""
     from .errors import ReporterError  # noqa: PLC0415
     from .site.archive import build_site  # noqa: PLC0415
 
     try:
-        build_site(project, history or _history(project))
+        build_site(project, history)
     except ReporterError as exc:
-        for problem in exc.problems:
-            log.warning("the archive site was not rebuilt: %s", problem)
+        _site_warnings(exc.problems)
+
+
+def _site_warnings(problems) -> None:
+    # The site comes second: the edition, already written and recorded, stands.
+    for problem in problems:
+        log.warning("the archive site was not rebuilt: %s", problem)
 
 
 def _delivery(ctx: click.Context, project, history):
