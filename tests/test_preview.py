@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -175,3 +177,27 @@ def test_a_mistake_in_the_command_is_one_line(tmp_path: Path) -> None:
         busy = run_cli("--config", str(config), "preview", "brief", "--port", str(port))
     assert busy.returncode == 1 and busy.stderr.strip() == (
         f"error: 127.0.0.1:{port}: in use; choose another port with --port (0: any free port)")
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+def test_a_config_that_does_not_load_is_shown_and_waited_for(tmp_path: Path) -> None:
+    config = make_project(tmp_path, [report_block("brief", schedule=None, languages='["en"]', formats='["html"]')])
+    good = config.read_text(encoding="utf-8")
+    config.write_text(good.replace("[reports.brief]", "[reports.brief"), encoding="utf-8")
+    with preview(config, "brief") as (url, proc):
+        status, page = _get(url)
+        assert status == 500 and "reports.toml" in page and "not valid TOML" in page
+        config.write_text(good, encoding="utf-8")
+        deadline = time.monotonic() + DEADLINE
+        while (status := _get(url)[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 200
+        page = _get(url)[1]
+        assert "Trade review: a test brief" in page and "could not be rendered" not in page
