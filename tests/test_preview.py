@@ -5,6 +5,7 @@ this test never reloads it, it only waits (with a deadline) for what the page sh
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -201,3 +202,11 @@ def test_a_config_that_does_not_load_is_shown_and_waited_for(tmp_path: Path) -> 
         assert status == 200
         page = _get(url)[1]
         assert "Trade review: a test brief" in page and "could not be rendered" not in page
+        # Only this machine's names: a page elsewhere that rebinds its own name to 127.0.0.1 gets nothing.
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/", headers={"Host": f"rebound.example:{port}"})
+        refused = connection.getresponse()
+        assert refused.status == 403 and b"Trade review" not in refused.read()
+        connection.close()
+        assert _get(url.replace("127.0.0.1", "localhost"))[0] == 200

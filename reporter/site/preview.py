@@ -367,6 +367,12 @@ def _handler(watcher: Watcher) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            port = self.server.server_address[1]
+            if self.headers.get("Host", "") not in (f"{HOST}:{port}", f"localhost:{port}"):
+                # A web page elsewhere could point a name of its own at 127.0.0.1 (DNS rebinding)
+                # and read the edition before it is published; only this machine's names may ask.
+                self._send(403, b"this preview answers to 127.0.0.1 and localhost only", "text/plain; charset=utf-8")
+                return
             path = self.path.split("?", 1)[0]
             if path == "/":
                 shown = watcher.current()
