@@ -195,7 +195,6 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
 
     from .config import edition_date  # noqa: PLC0415
     from .errors import ReporterError  # noqa: PLC0415
-    from .state.recording import RunRecorder  # noqa: PLC0415
 
     clock = ctx.obj["clock"]
     project = _project(ctx)
@@ -220,25 +219,40 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
             if send_after:
                 _deliver(ctx, project, report, when, _history(project))
             return
+    from .site.rebuild import SiteRebuild  # noqa: PLC0415
+    from .state.recording import RunRecorder  # noqa: PLC0415
+
     recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
-    from .pipeline.build import build_edition  # noqa: PLC0415 - after the fork, so the helper stays small
+    # The archive lists the project's output folder; an edition written elsewhere is not in it.
+    in_archive = output is None or Path(output).resolve() == project.output_dir
+    rebuild = SiteRebuild(project) if in_archive else None
+    from .pipeline.build import build_edition  # noqa: PLC0415 - after the forks, so the helpers stay small
 
     try:
-        edition = build_edition(
-            project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
-            output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started, force=force,
-        )
-    except ReporterError as exc:
-        recorder.finish("failed", clock(), error=str(exc))
-        raise
-    except BaseException as exc:
-        recorder.finish("abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
-        raise
-    recorder.finish("ok", clock(), files=edition.artifacts)
-    for artifact in edition.artifacts:
-        click.echo(str(artifact.path))
-    if send_after:
-        _deliver(ctx, project, report, when, _history(project))
+        try:
+            edition = build_edition(
+                project, report, when, languages=_csv_option(lang), formats=_csv_option(formats),
+                output_dir=Path(output).resolve() if output else None, before_write=recorder.wait_started,
+                force=force,
+            )
+        except ReporterError as exc:
+            recorder.finish("failed", clock(), error=str(exc))
+            raise
+        except BaseException as exc:
+            recorder.finish("abandoned" if isinstance(exc, KeyboardInterrupt) else "failed", clock(), error=repr(exc))
+            raise
+        recorder.finish("ok", clock(), files=edition.artifacts)
+        for artifact in edition.artifacts:
+            click.echo(str(artifact.path))
+        try:
+            if send_after:
+                _deliver(ctx, project, report, when, _history(project))
+        finally:
+            if rebuild:
+                _site_warnings(rebuild.build())
+    finally:
+        if rebuild:
+            rebuild.cancel()  # after a failed render: the helper exits without building
 
 
 @main.command("list")
@@ -267,7 +281,25 @@ def _service(ctx: click.Context, project, history, workers: int | None):
 
     pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
                        log_json=ctx.obj["log_json"])
-    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history))
+    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history),
+                   after_run=lambda _report, _day, _status: _rebuild_site(project, history))
+
+
+def _rebuild_site(project, history) -> None:
+    """Rebuild the archive site after a scheduled run."""
+    from .errors import ReporterError  # noqa: PLC0415
+    from .site.archive import build_site  # noqa: PLC0415
+
+    try:
+        build_site(project, history)
+    except ReporterError as exc:
+        _site_warnings(exc.problems)
+
+
+def _site_warnings(problems) -> None:
+    # The site comes second: the edition, already written and recorded, stands.
+    for problem in problems:
+        log.warning("the archive site was not rebuilt: %s", problem)
 
 
 def _delivery(ctx: click.Context, project, history):
@@ -561,6 +593,53 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 click.echo(line)
     if not found["ok"]:
         sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+@_handles_errors
+def site(ctx: click.Context) -> None:
+    """Rebuild the archive site: output/index.html and a page per report, every edition listed.
+
+    Renders and scheduled runs rebuild it themselves; this is for after a change by hand
+    (deleted editions, a delivery, a new catalogue). Prints the pages.
+    """
+    from .site.archive import build_site  # noqa: PLC0415
+
+    project = _project(ctx)
+    for path in build_site(project, _history(project)):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("report_id", metavar="REPORT")
+@click.option("--lang", help="Language (default: the report's first).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Edition date (default: today in the report's time zone).")
+@click.option("--pdf", is_flag=True, help="Show the PDF's pages as images instead of the HTML edition.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.pass_context
+@_handles_errors
+def preview(ctx: click.Context, report_id: str, lang: str | None, day: datetime | None, pdf: bool, port: int) -> None:
+    """Serve an edition of REPORT on 127.0.0.1 and reload it as you edit.
+
+    It renders again whenever the config, the report's data, templates or catalogues change, and
+    the page reloads itself; a mistake shows on the page (file, line, message) until it is fixed.
+    Nothing is written. Ctrl-C stops it.
+    """
+    from .config import config_path  # noqa: PLC0415
+    from .site.preview import Preview, PreviewServer  # noqa: PLC0415
+
+    shown = Preview(config_path(ctx.obj["config"]), report_id, lang, day.date() if day else None, pdf, ctx.obj["clock"])
+    try:
+        shown.check()
+        server = PreviewServer(shown, port)
+    except BaseException:
+        shown.close()
+        raise
+    click.echo(f"Previewing {report_id}{' (PDF)' if pdf else ''} at {server.url}  (Ctrl-C to stop)")
+    server.serve()
 
 
 @main.command()

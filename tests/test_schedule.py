@@ -152,7 +152,7 @@ def test_catch_up_all_renders_each_missed_edition(tmp_path: Path) -> None:
     # Down from 1 November until 4 November 09:00.
     result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-04T09:00:00+05:00"))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir() if p.is_dir()) == [
         "2025-11-01", "2025-11-02", "2025-11-03", "2025-11-04"]
 
 
@@ -162,7 +162,7 @@ def test_catch_up_skip_records_skipped_slots(tmp_path: Path) -> None:
     assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T09:00:00+05:00")).returncode == 0
     rows = _history_rows(tmp_path / "state" / "history.sqlite")
     assert [(r[1], r[4]) for r in rows] == [("2025-11-01T08:00", "ok"), ("2025-11-02T08:00", "skipped"), ("2025-11-03T08:00", "skipped")]
-    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir()) == ["2025-11-01"]
+    assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir() if p.is_dir()) == ["2025-11-01"]
     history = run_cli("--config", str(config_path), "history", "r")
     assert "skipped" in history.stdout and "catch-up policy 'skip'" in history.stdout
 

@@ -40,12 +40,13 @@ class Service:
     """Runs due slots through an :class:`Executor` and records everything in the history."""
 
     def __init__(self, project: Project, history: History, executor: Executor, clock: Clock,
-                 delivery: Delivery | None = None) -> None:
+                 delivery: Delivery | None = None, after_run: Callable[[Report, date, str], None] | None = None) -> None:
         self.project = project
         self.history = history
         self.executor = executor
         self.clock = clock
         self.delivery = delivery
+        self.after_run = after_run  # told of every run that ended (report, edition date, status)
         self._threads = ThreadPoolExecutor(max_workers=max(4, len(project.reports)), thread_name_prefix="slot")
         self._report_locks = {report_id: threading.Lock() for report_id in project.reports}
         self._stop_retrying = threading.Event()
@@ -115,6 +116,11 @@ class Service:
                       extra={"fields": {"event": status, "error": error, **fields}})
             if status == "failed" and self.delivery:
                 self.delivery.render_failed(report, slot.key, slot.edition_date, error or status)
+        if self.after_run:
+            try:
+                self.after_run(report, slot.edition_date, status)
+            except Exception:  # noqa: BLE001 - the run is recorded and delivered; this is an extra
+                log.exception("%s slot %s: what follows a run failed", report.id, slot.key)
         return slot, status
 
     def resume_deliveries(self) -> list[tuple[str, date, Any]]:
