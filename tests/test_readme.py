@@ -43,13 +43,18 @@ SUBSTITUTE = [
     ('"…"', f'"{PASSWORD}"'),  # the placeholder for a password -> the one aiosmtpd accepts
     ("make bench", "make bench ROUNDS=1"),  # one round instead of five: proves the command, not the figure
     ("benchmarks/schedule_bench.py", "benchmarks/schedule_bench.py 1"),  # 1 report instead of 10
+    (f"preview {REPORT}", f"preview {REPORT} --port 0"),  # any free port: 8000 may be taken on this machine
 ]
 NOT_RUN = {
     "make run": "renders into the repository's own output/, which the suite leaves alone",
     "make test": "this is that run",
 }
 IN_THE_CLONE = ("make ", ".venv/bin/python benchmarks/")  # run in the repository, not in a project
-LONG_RUNNING = {".venv/bin/reporter run", ".venv/bin/reporter --log-json run"}  # "long-running": stopped with SIGTERM
+# Long-running commands: started, waited for until they say they are up, then stopped as their
+# reader would stop them (the scheduler with SIGTERM, as systemd does; the preview with Ctrl-C).
+LONG_RUNNING = {".venv/bin/reporter run": ("next run", "stderr", signal.SIGTERM),
+                ".venv/bin/reporter --log-json run": ("next run", "stderr", signal.SIGTERM)}
+PREVIEW = (".venv/bin/reporter preview", ("Previewing", "stdout", signal.SIGINT))
 PREPARE = {  # what a block needs that the README's reader did before it
     ".venv/bin/reporter send kz-us --date 2025-11-05": ["render", REPORT, "--date", EDITION],
 }
@@ -95,17 +100,19 @@ def _project(folder: Path, certificate: tuple[Path, Path]) -> Path:  # noqa: F81
     return config
 
 
-def _service(line: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Starts a long-running command, waits until it says when it runs next (its signal handlers
-    are in place by then), and stops it as systemd would."""
-    process = subprocess.Popen(["sh", "-c", f"exec {line}"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+def _service(line: str, cwd: Path, env: dict[str, str], marker: str, stream: str, stop: int) -> tuple[int, str]:
+    """Starts a long-running command, waits until it says it is up (its signal handlers are in
+    place by then), and stops it as its reader would."""
+    process = subprocess.Popen(["sh", "-c", f"exec {line}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    source = process.stderr if stream == "stderr" else process.stdout
     seen = []
-    while not seen or "next run" not in seen[-1]:
-        seen.append(process.stderr.readline())
-        assert seen[-1], f"{line} ended before it said when it runs next:\n{''.join(seen)}"
-    process.send_signal(signal.SIGTERM)
-    rest = process.communicate(timeout=60)[1]
-    return process.wait(), "".join(seen) + rest
+    while not seen or marker not in seen[-1]:
+        seen.append(source.readline())
+        assert seen[-1], f"{line} ended before it said {marker!r}:\n{''.join(seen)}{process.stderr.read()}"
+    process.send_signal(stop)
+    out, err = process.communicate(timeout=60)
+    return process.wait(), "".join(seen) + out + err
 
 
 README_BLOCKS = blocks(exclude="Deploy")
@@ -128,8 +135,12 @@ def test_each_readme_command_exits_as_the_readme_says(block: list[Command], tmp_
                                    capture_output=True, text=True)
             assert ready.returncode == 0, ready.stderr
         start = time.perf_counter()
+        if command.text.startswith(PREVIEW[0]):
+            code, log = _service(line, cwd, env, *PREVIEW[1])
+            assert code == 0, f"{command}\n{log}"
+            continue
         if command.text in LONG_RUNNING:
-            code, log = _service(line, cwd, env)
+            code, log = _service(line, cwd, env, *LONG_RUNNING[command.text])
             assert code == 0, f"{command}\n{log}"
             assert "scheduler started" in log
             if "--log-json" in line:

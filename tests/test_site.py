@@ -70,6 +70,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     # An edition the history never saw (copied in from elsewhere), manifests old and new, and a
     # damaged one, and the delivery record an edition keeps.
     shutil.copytree(output / BRIEF / "2025-11-03", output / BRIEF / "2025-10-27")
+    (output / BRIEF / "2025-10-27" / "manifest.json").unlink()  # as from a reporter older than manifests
     _manifest(output / BRIEF / "2025-11-03", BRIEF, None, {"ru": "Первый выпуск", "en": "First edition"})
     _manifest(output / BRIEF / "2025-11-04", BRIEF, "2025-11-03", MANIFEST_LINE)
     (output / BRIEF / "2025-11-05" / "manifest.json").write_text("{not json", encoding="utf-8")
