@@ -36,6 +36,7 @@ PASSWORD = "readme-Pa55"
 
 # README text -> what the test runs instead. Nothing else is changed.
 SUBSTITUTE = [
+    ("reporter preview kz-us", "reporter preview kz-us --port 0"),  # any free port: 8000 may be taken here
     ("kz-us", REPORT),  # the shipped example's id -> the test project's report
     ("/tmp/briefs", "{home}/briefs"),  # folders under /tmp -> under the block's own temp folder
     ("/tmp/outbox", "{home}/outbox"),
@@ -43,7 +44,6 @@ SUBSTITUTE = [
     ('"…"', f'"{PASSWORD}"'),  # the placeholder for a password -> the one aiosmtpd accepts
     ("make bench", "make bench ROUNDS=1"),  # one round instead of five: proves the command, not the figure
     ("benchmarks/schedule_bench.py", "benchmarks/schedule_bench.py 1"),  # 1 report instead of 10
-    (f"preview {REPORT}", f"preview {REPORT} --port 0"),  # any free port: 8000 may be taken on this machine
 ]
 NOT_RUN = {
     "make run": "renders into the repository's own output/, which the suite leaves alone",
