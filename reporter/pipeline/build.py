@@ -109,6 +109,70 @@ def roots(project: Project) -> tuple[Path, ...]:
     return (project.templates_dir, project.data_dir, THEME_DIR)
 
 
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file of an edition rendered in memory and not yet written: what a remote worker sends back."""
+
+    name: str
+    lang: str
+    format: str
+    data: bytes
+
+
+def render_edition(
+    project: Project,
+    report: Report,
+    day: date,
+    *,
+    languages: tuple[str, ...] | None = None,
+    formats: tuple[str, ...] | None = None,
+    directory: Path | None = None,
+) -> tuple[RenderedFile, ...]:
+    """Render every file of one edition in memory; raise a :class:`ReporterError` on failure.
+
+    Writes nothing, so a worker on another machine can render and the scheduler's host write.
+    ``directory``, where the files will go if known, only names them in messages.
+    """
+    languages = languages or report.languages
+    formats = formats or report.formats
+    unknown = [lang for lang in languages if lang not in report.languages]
+    unknown += [fmt for fmt in formats if fmt not in report.formats]
+    if unknown:
+        raise ReporterError([Problem(str(project.path), f"reports.{report.id}",
+                                     f"not configured for this report: {', '.join(unknown)}")])
+    log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
+    knowledge = gather(project, report, load_datasets(project, report))
+
+    files: list[RenderedFile] = []
+    for lang_code in languages:
+        lang = language(project, lang_code)
+        log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
+        drawn = draw_charts(project, report, knowledge, lang)
+        for fmt in formats:
+            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn)
+            name = artifact_name(report.id, lang_code, fmt)
+            if fmt == "pdf":
+                log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
+                data = pdf.to_pdf(document, project.templates_dir, roots(project), str(directory / name if directory else name))
+            else:
+                data = document.encode("utf-8")
+            files.append(RenderedFile(name, lang_code, fmt, data))
+    return tuple(files)
+
+
+def write_edition(directory: Path, report_id: str, day: date, files: tuple[RenderedFile, ...]) -> Edition:
+    """Write an edition rendered in memory into ``directory``, atomically (see :mod:`.write`)."""
+    for stale in write.remove_stale_parts(directory):
+        log.info("removed %s, left by an interrupted render", stale)
+    write.write_atomically({directory / f.name: f.data for f in files})
+    artifacts = tuple(
+        Artifact(directory / f.name, f.lang, f.format, hashlib.sha256(f.data).hexdigest(), len(f.data)) for f in files
+    )
+    for artifact in artifacts:
+        log.info("wrote %s (%d KB)", artifact.path, artifact.size // 1024)
+    return Edition(report_id, day, directory, artifacts)
+
+
 def build_edition(
     project: Project,
     report: Report,
@@ -124,41 +188,8 @@ def build_edition(
     ``before_write`` runs after everything is rendered in memory and before the first file is
     written; an error it raises leaves the output folder untouched.
     """
-    languages = languages or report.languages
-    formats = formats or report.formats
-    unknown = [lang for lang in languages if lang not in report.languages]
-    unknown += [fmt for fmt in formats if fmt not in report.formats]
-    if unknown:
-        raise ReporterError([Problem(str(project.path), f"reports.{report.id}",
-                                     f"not configured for this report: {', '.join(unknown)}")])
     directory = edition_dir(output_dir or project.output_dir, report.id, day)
-    log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
-    knowledge = gather(project, report, load_datasets(project, report))
-
-    files: dict[Path, bytes] = {}
-    meta: dict[Path, tuple[str, str]] = {}
-    for lang_code in languages:
-        lang = language(project, lang_code)
-        log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
-        drawn = draw_charts(project, report, knowledge, lang)
-        for fmt in formats:
-            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn)
-            target = directory / artifact_name(report.id, lang_code, fmt)
-            if fmt == "pdf":
-                log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
-                files[target] = pdf.to_pdf(document, project.templates_dir, roots(project), str(target))
-            else:
-                files[target] = document.encode("utf-8")
-            meta[target] = (lang_code, fmt)
-
+    files = render_edition(project, report, day, languages=languages, formats=formats, directory=directory)
     if before_write:
         before_write()
-    for stale in write.remove_stale_parts(directory):
-        log.info("removed %s, left by an interrupted render", stale)
-    write.write_atomically(files)
-    artifacts = tuple(
-        Artifact(path, *meta[path], hashlib.sha256(data).hexdigest(), len(data)) for path, data in files.items()
-    )
-    for artifact in artifacts:
-        log.info("wrote %s (%d KB)", artifact.path, artifact.size // 1024)
-    return Edition(report.id, day, directory, artifacts)
+    return write_edition(directory, report.id, day, files)
