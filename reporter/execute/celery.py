@@ -187,19 +187,6 @@ def _no_celery_logging(**_kwargs: Any) -> None:
     """Connected to ``setup_logging``: Celery then leaves reporter's log format alone."""
 
 
-def _render_process_init(**_kwargs: Any) -> None:
-    # A render process must not outlive its worker: a worker killed with -9 would otherwise leave
-    # renders running that nobody acknowledges, each rendered again after the re-delivery.
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def _ready(**_kwargs: Any) -> None:
     log.info("worker %s ready: %d render process(es), each replaced after %d renders; broker %s",
              _worker["node"], _worker["concurrency"], _worker["max_tasks"], _worker["where"],
@@ -213,7 +200,11 @@ def _stopping(sig: str | None = None, how: str | None = None, **_kwargs: Any) ->
 
 
 def run_worker(project: Project, url: str, node: str, concurrency: int) -> int:
-    """Run a worker in the foreground until SIGTERM or SIGINT (both let renders finish); its exit code."""
+    """Run a worker in the foreground until SIGTERM or SIGINT (both let renders finish); its exit code.
+
+    Its render processes die with it (Celery's prefork pool sets their parent-death signal), so a
+    worker killed with -9 leaves no render running that nobody would acknowledge.
+    """
     from celery import signals  # noqa: PLC0415
 
     app = make_app(url, project)
@@ -223,7 +214,6 @@ def run_worker(project: Project, url: str, node: str, concurrency: int) -> int:
     _warm_up(project)
     logging.captureWarnings(True)  # Celery's warnings (running as root, say) in reporter's format too
     signals.setup_logging.connect(_no_celery_logging, weak=False)
-    signals.worker_process_init.connect(_render_process_init, weak=False)
     signals.worker_ready.connect(_ready, weak=False)
     signals.worker_shutting_down.connect(_stopping, weak=False)
     worker = app.Worker(
@@ -461,6 +451,8 @@ class CeleryExecutor:
             if kind == "TimeLimitExceeded":
                 return self._failed(f"render did not finish within {timeout:g} s and was stopped", lost=lost)
             message = result.get("exc_message") if isinstance(result, dict) else result
+            if isinstance(message, (list, tuple)):
+                message = "; ".join(str(part) for part in message)
             return self._failed(f"the worker failed: {kind or status}: {message}", lost=lost)
         winner = result.get("attempt", "")
         earlier = order[:order.index(winner)] if winner in order else []
