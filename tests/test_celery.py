@@ -18,6 +18,7 @@ import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -89,10 +90,12 @@ class Worker:
     def render_pid(self) -> int:
         return int(re.findall(rf"{self.node}: rendering \S+ \S+ \(task \w+, pid (\d+)\)", self.text())[-1])
 
-    def kill(self) -> None:
-        """The whole worker at once, as when its host dies."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+    def alive(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
 
 
 @dataclass
@@ -125,8 +128,8 @@ class Cluster:
         self.others.append(process)
         return process
 
-    def run_due(self, config: Path, now: str = NOW, **env: str):
-        return run_cli("--config", str(config), "run-due", env={**self.env, "REPORTER_NOW": now, **env}, timeout=180)
+    def run_due(self, config: Path, now: str = NOW, timeout: float = 180, **env: str):
+        return run_cli("--config", str(config), "run-due", env={**self.env, "REPORTER_NOW": now, **env}, timeout=timeout)
 
     def stop(self) -> None:
         for process in [*self.others, *(w.process for w in self.workers)]:
@@ -172,7 +175,9 @@ def test_a_worker_killed_mid_render_costs_a_redelivery_to_the_other(tmp_path: Pa
     scheduler = cluster.scheduler(config, "run-due")
     wait_for("a worker to start the render", lambda: a.rendered() or b.rendered())
     first, second = (a, b) if a.rendered() else (b, a)
-    first.kill()
+    first.process.kill()  # kill -9 of the worker: its render process must not live on and finish for it
+    first.process.wait(timeout=10)
+    wait_for("the render process to die with its worker", lambda: not first.alive(first.render_pid()), timeout=10)
     out, err = scheduler.communicate(timeout=90)
     assert scheduler.returncode == 0, err
     assert out == "slow 2025-11-03T08:00 ok\n"
@@ -181,6 +186,10 @@ def test_a_worker_killed_mid_render_costs_a_redelivery_to_the_other(tmp_path: Pa
     assert [(r[1], r[2]) for r in rows] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
     assert f"worker {first.node} (pid {first.render_pid()}) did not finish the render" in rows[0][3]
     assert f"the broker handed it to worker {second.node}" in rows[0][3]
+    # Handed on because the worker died, not sooner: a live render is never given out twice.
+    with closing(sqlite3.connect(tmp_path / "state" / "history.sqlite")) as db:
+        ((began, handed_on),) = db.execute("SELECT started_at, finished_at FROM runs WHERE status = 'abandoned'")
+    assert (datetime.fromisoformat(handed_on) - datetime.fromisoformat(began)).total_seconds() >= 9
     edition = tmp_path / "output" / "slow" / "2025-11-03"
     assert sorted(p.name for p in edition.iterdir()) == ["slow.en.html"]
     history = run_cli("--config", str(config), "history", "slow")
@@ -213,7 +222,7 @@ def test_a_render_over_its_timeout_is_stopped_and_recorded_as_failed(tmp_path: P
     shutil.copytree(tmp_path / "templates" / "brief", tmp_path / "templates" / "fine")
     lengthen(tmp_path, ENDLESS)
     a = cluster.worker(config, "node-a")  # one render process: `fine` renders on it after `hung` is stopped, or before
-    result = cluster.run_due(config)
+    result = cluster.run_due(config, timeout=60)
     assert result.returncode == 1
     assert sorted(result.stdout.splitlines()) == ["fine 2025-11-03T08:00 ok", "hung 2025-11-03T08:00 failed"]
     statuses = {r[0]: (r[2], r[3]) for r in runs(tmp_path)}
