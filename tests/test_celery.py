@@ -120,6 +120,13 @@ class Cluster:
             worker.wait_for(f"worker {node} ready")
         return worker
 
+    def pair(self, config: Path, *nodes: str) -> list[Worker]:
+        """Workers started side by side, then waited for."""
+        started = [self.worker(config, node, ready=False) for node in nodes]
+        for worker in started:
+            worker.wait_for(f"worker {worker.node} ready")
+        return started
+
     def scheduler(self, config: Path, *args: str, now: str = NOW, **env: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, "-m", "reporter", "--config", str(config), *args], cwd=_neutral_cwd(),
@@ -154,7 +161,7 @@ def test_two_workers_share_a_burst_and_render_each_edition_once(tmp_path: Path, 
     ids = [f"r{i:02}" for i in range(12)]
     config = make_project(tmp_path, [report_block(i, **FAST) for i in ids], project_extra=CELERY)
     lengthen(tmp_path, "{% for i in range(3000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}")  # ~0.15 s
-    a, b = cluster.worker(config, "node-a"), cluster.worker(config, "node-b")
+    a, b = cluster.pair(config, "node-a", "node-b")
     result = cluster.run_due(config)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == [f"{i} 2025-11-03T08:00 ok" for i in ids]
@@ -171,7 +178,7 @@ def test_a_worker_killed_mid_render_costs_a_redelivery_to_the_other(tmp_path: Pa
     config = make_project(tmp_path, [report_block("slow", extra='timeout = "8s"', **FAST)],
                           project_extra=CELERY + '\nredeliver_after = "10s"')
     lengthen(tmp_path, LONG)
-    a, b = cluster.worker(config, "node-a"), cluster.worker(config, "node-b")
+    a, b = cluster.pair(config, "node-a", "node-b")
     scheduler = cluster.scheduler(config, "run-due")
     wait_for("a worker to start the render", lambda: a.rendered() or b.rendered())
     first, second = (a, b) if a.rendered() else (b, a)
@@ -280,7 +287,7 @@ def test_200_reports_due_in_one_minute_are_each_rendered_and_delivered_once(tmp_
     config.write_text(config.read_text(encoding="utf-8") + TINY_EMAIL, encoding="utf-8")
     (tmp_path / "templates" / "tiny").mkdir()
     (tmp_path / "templates" / "tiny" / "narrative.en.html.j2").write_text(TINY_NARRATIVE, encoding="utf-8")
-    a, b = cluster.worker(config, "node-a"), cluster.worker(config, "node-b")
+    a, b = cluster.pair(config, "node-a", "node-b")
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
