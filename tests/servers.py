@@ -45,14 +45,14 @@ def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, with a password
     except OSError:
         return False
 
 
-def start_redis(folder: Path, *, deadline: float = 20.0) -> RedisServer:
-    """``redis-server`` on a free port, with no persistence; ``pytest.fail`` naming the reason if it
-    does not answer a PING in time."""
+def start_redis(folder: Path, *options: str, deadline: float = 20.0) -> RedisServer:
+    """``redis-server`` on a free port, with no persistence and ``options`` (``"--requirepass",
+    "secret"``); ``pytest.fail`` naming the reason if it does not answer a PING in time."""
     executable = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(executable).exists():
         pytest.fail("redis-server is not installed: run scripts/system-packages (Debian package redis-server)")
@@ -63,7 +63,7 @@ def start_redis(folder: Path, *, deadline: float = 20.0) -> RedisServer:
         log = folder / f"redis-{port}.log"
         process = subprocess.Popen(
             [executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--logfile", str(log), "--protected-mode", "yes"],
+             "--appendonly", "no", "--daemonize", "no", "--logfile", str(log), "--protected-mode", "yes", *options],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         until = time.monotonic() + deadline
         while time.monotonic() < until and process.poll() is None:

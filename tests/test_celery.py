@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 
 from conftest import ROOT, _neutral_cwd, run_cli
 from projects import make_project, report_block
-from servers import RedisServer, free_port, redis_server  # noqa: F401 - redis_server is a fixture
+from servers import RedisServer, free_port, redis_server, start_redis, stop  # noqa: F401 - redis_server is a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -329,6 +329,29 @@ def test_a_broker_that_cannot_be_reached_is_one_line_without_the_password(tmp_pa
     assert not (tmp_path / "state" / "history.sqlite").exists() or runs(tmp_path) == []
 
 
+def test_the_brokers_password_never_shows(tmp_path: Path) -> None:
+    secret = "s3cret-Passw0rd"
+    server = start_redis(tmp_path / "redis", "--requirepass", secret)
+    cluster = Cluster(tmp_path, {"REPORTER_BROKER_URL": f"redis://:{secret}@127.0.0.1:{server.port}/0"})
+    try:
+        config = make_project(tmp_path / "project", [report_block("r", **FAST)], project_extra=CELERY)
+        a = cluster.worker(config, "node-a")
+        result = cluster.run_due(config)
+        assert result.returncode == 0 and result.stdout == "r 2025-11-03T08:00 ok\n", result.stderr
+        assert f"broker redis://:***@127.0.0.1:{server.port}/0" in a.text()
+        wrong = run_cli("--config", str(config), "run-due", env={
+            "REPORTER_BROKER_URL": f"redis://:not-{secret}@127.0.0.1:{server.port}/0", "REPORTER_NOW": NOW})
+        assert wrong.returncode == 1
+        assert wrong.stderr.startswith(f"error: REPORTER_BROKER_URL: cannot reach the broker at "
+                                       f"redis://:***@127.0.0.1:{server.port}/0: ") and len(wrong.stderr.splitlines()) == 1
+        history = run_cli("--config", str(config), "history", "--json")
+        for text in (a.text(), result.stdout, result.stderr, wrong.stdout, wrong.stderr, history.stdout):
+            assert secret not in text
+    finally:
+        cluster.stop()
+        stop(server.process)
+
+
 def test_with_no_worker_a_render_fails_after_its_timeout_and_says_why(tmp_path: Path, cluster: Cluster) -> None:
     config = make_project(tmp_path, [report_block("r", extra='timeout = "1s"', **FAST)], project_extra=CELERY)
     result = cluster.run_due(config)
@@ -383,3 +406,22 @@ def test_the_service_with_celery_and_a_worker_stopped_mid_render_lets_it_finish(
     assert service.returncode == 0, err
     assert "next run 2025-11-10T08:00+05:00" in err and "stopped" in err
     assert (tmp_path / "output" / "slow" / "2025-11-03" / "slow.en.html").is_file()
+
+
+@pytest.mark.parametrize(("project_extra", "expected"), [
+    ('executor = "kubernetes"', "project.executor: expected one of local, celery"),
+    ('redeliver_after = "5m"', "project.redeliver_after: must be longer than the longest report timeout (600 s)"),
+    ('redeliver_after = "soon"', "project.redeliver_after: 'soon' is not a duration"),
+])
+def test_executor_settings_are_checked(tmp_path: Path, project_extra: str, expected: str) -> None:
+    config = make_project(tmp_path, [report_block("r", **FAST)], project_extra=project_extra)
+    result = run_cli("--config", str(config), "validate")
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
+def test_redeliver_after_defaults_to_the_longest_timeout_and_a_minute(tmp_path: Path) -> None:
+    from reporter import config as settings
+
+    config = make_project(tmp_path, [report_block("r", extra='timeout = "20m"', **FAST), report_block("s", **FAST)])
+    loaded = settings.load(config)
+    assert (loaded.executor, loaded.redeliver_after) == ("local", 21 * 60)
