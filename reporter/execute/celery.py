@@ -107,14 +107,14 @@ def make_app(url: str, project: Project) -> Celery:
     )
     from celery import Task  # noqa: PLC0415
 
-    class RenderTask(Task):
+    class WakingTask(Task):
         def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
             # Called once the result is stored: wakes the scheduler's reader at once, instead of
             # at its next look (a tenth of a second later, on average half of that).
             if kwargs.get("inbox"):
                 self.backend.client.pipeline().rpush(kwargs["inbox"], task_id).expire(kwargs["inbox"], RESULT_TTL).execute()
 
-    app.task(name=TASK, bind=True, base=RenderTask)(_render)
+    app.task(name=TASK, bind=True, base=WakingTask)(_render)
     return app
 
 
