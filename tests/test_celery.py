@@ -34,9 +34,9 @@ pytestmark = pytest.mark.slow
 NOW = "2025-11-03T08:00:20+05:00"  # a Monday, 20 s after every test report's slot
 FAST = dict(languages='["en"]', formats='["html"]')
 CELERY = 'executor = "celery"'
-# The sandbox caps each range, not their nesting: about 2 s of template work on this machine,
+# The sandbox caps each range, not their nesting: about 1.5 s of template work on this machine,
 # long enough to be stopped mid-way by a test that waits for its start, whatever the load.
-LONG = "{% for i in range(25000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}"
+LONG = "{% for i in range(15000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}"
 ENDLESS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 
 
