@@ -275,13 +275,20 @@ def list_reports(ctx: click.Context, count: int) -> None:
                 click.echo(f"  next:      {moment.strftime('%a %Y-%m-%d %H:%M %Z (UTC%z)')}")
 
 
-def _service(ctx: click.Context, project, history, workers: int | None):
-    from .execute.pool import ProcessPool  # noqa: PLC0415
+def _service(ctx: click.Context, project, history, workers: int | None, executor: str | None = None):
     from .schedule.service import Service  # noqa: PLC0415
 
-    pool = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
-                       log_json=ctx.obj["log_json"])
-    return Service(project, history, pool, ctx.obj["clock"], delivery=_delivery(ctx, project, history),
+    if (executor or project.executor) == "celery":
+        from .execute.broker import broker_url  # noqa: PLC0415
+        from .execute.celery import CeleryExecutor  # noqa: PLC0415
+
+        runner = CeleryExecutor(project, broker_url(), ctx.obj["clock"])
+    else:
+        from .execute.pool import ProcessPool  # noqa: PLC0415
+
+        runner = ProcessPool(size=workers or project.workers, max_tasks=project.max_tasks_per_worker,
+                             log_json=ctx.obj["log_json"])
+    return Service(project, history, runner, ctx.obj["clock"], delivery=_delivery(ctx, project, history),
                    after_run=lambda _report, _day, _status: _rebuild_site(project, history))
 
 
@@ -302,6 +309,20 @@ def _site_warnings(problems) -> None:
         log.warning("the archive site was not rebuilt: %s", problem)
 
 
+def _check_broker(project, executor: str | None) -> None:
+    """With the Celery executor, a broker that does not answer stops the scheduler before it claims
+    any slot: one line, exit 1, and the slots stay due for the next run. No Celery import."""
+    if (executor or project.executor) == "celery":
+        from .execute.broker import broker_url, check_broker  # noqa: PLC0415
+
+        check_broker(broker_url())
+
+
+_EXECUTOR = click.option("--executor", type=click.Choice(["local", "celery"]),
+                         help="Where renders run: local processes, or Celery workers through REPORTER_BROKER_URL "
+                              "(default: executor in [project], else local).")
+
+
 def _delivery(ctx: click.Context, project, history):
     """What scheduled runs do about email: deliver each edition, retry, tell ``on_failure``."""
     from .deliver.scheduled import ScheduledDelivery  # noqa: PLC0415
@@ -313,17 +334,19 @@ def _delivery(ctx: click.Context, project, history):
 @click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
 @click.option("--stop-timeout", type=float, default=30.0, show_default=True,
               help="Seconds a render in progress may take to finish after SIGTERM/SIGINT.")
+@_EXECUTOR
 @click.pass_context
 @_handles_errors
-def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
+def run(ctx: click.Context, workers: int | None, stop_timeout: float, executor: str | None = None) -> None:
     """Run the scheduler: render each report when due, until stopped."""
     from .schedule.service import serve  # noqa: PLC0415
 
     project = _project(ctx)
+    _check_broker(project, executor)
     with _scheduler_state(ctx, project) as history:
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
                  len([r for r in project.reports.values() if r.schedule]), project.state_path)
-        service = _service(ctx, project, history, workers)
+        service = _service(ctx, project, history, workers, executor)
         # Between slots too: a mail server that comes back gets what waited, within retry_for.
         service.start_retrying(project.email.retry_every)
         serve(service, stop_grace=stop_timeout, system_clock=_system_clock)
@@ -331,13 +354,15 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float) -> None:
 
 @main.command("run-due")
 @click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
+@_EXECUTOR
 @click.pass_context
 @_handles_errors
-def run_due(ctx: click.Context, workers: int | None) -> None:
+def run_due(ctx: click.Context, workers: int | None, executor: str | None = None) -> None:
     """Render what fell due since the last run, then exit (for cron or a systemd timer)."""
     project = _project(ctx)
+    _check_broker(project, executor)
     with _scheduler_state(ctx, project) as history:
-        service = _service(ctx, project, history, workers)
+        service = _service(ctx, project, history, workers, executor)
         try:
             retried = service.resume_deliveries()
             results = service.due(trigger="run-due")
@@ -352,6 +377,34 @@ def run_due(ctx: click.Context, workers: int | None) -> None:
         click.echo(f"{slot.report} {slot.key} {status}")
     if any(status != "ok" for _slot, status in results) or any(not outcome.ok for *_, outcome in retried):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--concurrency", type=click.IntRange(1, 64),
+              help="Render processes (default: workers in [project], else one per core).")
+@click.option("--node", envvar="REPORTER_NODE", metavar="NAME",
+              help="This worker's name in logs and the history (default: $REPORTER_NODE, else the host name).")
+@click.pass_context
+@_handles_errors
+def worker(ctx: click.Context, concurrency: int | None, node: str | None) -> None:
+    """Render editions for schedulers with executor = "celery", through REPORTER_BROKER_URL.
+
+    Runs in the foreground until SIGTERM or SIGINT, which let the renders in progress finish.
+    """
+    import re  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    from .execute.broker import broker_url, check_broker  # noqa: PLC0415
+
+    node = node or socket.gethostname()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", node):
+        raise click.BadParameter("letters, digits, '.', '_' and '-', at most 63", param_hint="--node / REPORTER_NODE")
+    project = _project(ctx)
+    url = broker_url()
+    check_broker(url)
+    from .execute.celery import run_worker  # noqa: PLC0415
+
+    sys.exit(run_worker(project, url, node, concurrency or 0))
 
 
 @contextmanager

@@ -26,6 +26,7 @@ SEND_IF = ("always", "changed")
 STALE = ("mark", "refuse")
 AGE = re.compile(r"(\d+)\s*(d|days?|w|weeks?|mo|months?|y|years?)")
 RECIPIENT_KINDS = ("to", "cc", "bcc")
+EXECUTORS = ("local", "celery")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)$", re.IGNORECASE)
 
@@ -223,6 +224,8 @@ class Project:
     workers: int = 0
     max_tasks_per_worker: int = 20
     email: EmailSettings = field(default_factory=EmailSettings)
+    executor: str = "local"  # local: a process pool here | celery: workers on any host, through Redis
+    redeliver_after: float = 0.0  # celery: an unacknowledged render goes to another worker after this long
 
     def locale_of(self, lang: str) -> str:
         """The Babel locale that formats ``lang`` (``en`` -> ``en_GB`` if so configured)."""
@@ -341,7 +344,8 @@ REPORT_KEYS = {
     "schedule", "sections", "charts", "tables", "key_figures", "timeline", "catch_up", "grace",
     "timeout", "short_title", "recipients", "recipients_file", "send_if", "on_failure", "max_age", "stale",
 }
-PROJECT_KEYS = {"data", "templates", "output", "locale", "locales", "state", "workers", "max_tasks_per_worker"}
+PROJECT_KEYS = {"data", "templates", "output", "locale", "locales", "state", "workers", "max_tasks_per_worker",
+                "executor", "redeliver_after"}
 EMAIL_KEYS = {"from", "reply_to", "subject", "max_size", "ca_file", "attempts", "backoff", "connect_timeout",
               "reply_timeout", "time_limit", "retry_for", "retry_every"}
 RECIPIENT_KEYS = {"email", "name", "lang", "kind"}
@@ -415,11 +419,22 @@ def load(path: str | os.PathLike[str] | None = None) -> Project:
     max_tasks = folders.get("max_tasks_per_worker", 20)
     if not isinstance(max_tasks, int) or isinstance(max_tasks, bool) or max_tasks < 1:
         check.problem("project.max_tasks_per_worker", "expected a whole number, at least 1")
+    executor = folders.get("executor", "local")
+    if executor not in EXECUTORS:
+        check.problem("project.executor", f"expected one of {', '.join(EXECUTORS)}")
+    # Redis hands a render nobody acknowledged to another worker after this long, even while the
+    # first still works on it: shorter than a render may take, and every long render runs twice.
+    longest = max((r.timeout_seconds for r in reports.values()), default=Report.timeout_seconds)
+    redeliver_after = check.parsed(folders, "redeliver_after", "project.redeliver_after", parse_duration, longest + 60)
+    if redeliver_after <= longest:
+        check.problem("project.redeliver_after", f"must be longer than the longest report timeout ({longest:g} s), "
+                      "or a render still running would be handed to a second worker")
     email = _email(check, top.get("email", {}), root, _declared_languages(top.get("reports")))
     if check.problems:
         raise ConfigError(check.problems)
     return Project(path, root, data_dir, templates_dir, output_dir, reports, locale_dir, locales,
-                   state_path=state_path, workers=workers, max_tasks_per_worker=max_tasks, email=email)
+                   state_path=state_path, workers=workers, max_tasks_per_worker=max_tasks, email=email,
+                   executor=executor, redeliver_after=redeliver_after)
 
 
 

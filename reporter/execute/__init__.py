@@ -1,6 +1,6 @@
 """Executors: where renders run. The scheduler hands a :class:`RenderTask` to an :class:`Executor`
-and gets a :class:`RenderOutcome` back; the local process pool is one executor, a distributed
-queue can be another, and the scheduler does not change.
+and gets a :class:`RenderOutcome` back; the local process pool is one executor, Celery workers on
+other hosts (:mod:`.celery`) another, and the scheduler does not change.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,12 +30,22 @@ class RenderTask:
 
 
 @dataclass(frozen=True)
+class LostAttempt:
+    """An attempt at a render that a worker began and never finished, before another attempt took
+    over (a distributed queue re-delivers a task whose worker died)."""
+
+    at: datetime  # when the next attempt began, by the scheduler's clock
+    reason: str
+
+
+@dataclass(frozen=True)
 class RenderOutcome:
     ok: bool
     artifacts: tuple["Artifact", ...] = ()
     error: str = ""
     seconds: float = 0.0
     pid: int = 0  # the process that rendered it
+    lost: tuple[LostAttempt, ...] = ()  # earlier attempts of this render, oldest first
 
 
 class RenderTimeout(Exception):

@@ -116,6 +116,116 @@ def roots(project: Project) -> tuple[Path, ...]:
     return (project.templates_dir, project.data_dir, THEME_DIR)
 
 
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file of an edition rendered in memory and not yet written: what a remote worker sends back."""
+
+    name: str
+    lang: str
+    format: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An edition rendered in memory: its files, and its manifest (without the outputs' digests,
+    which the host that writes the files adds)."""
+
+    files: tuple[RenderedFile, ...]
+    manifest: dict
+
+
+def render_edition(
+    project: Project,
+    report: Report,
+    day: date,
+    *,
+    languages: tuple[str, ...] | None = None,
+    formats: tuple[str, ...] | None = None,
+    directory: Path | None = None,
+    previous: dict | None = None,
+    inputs: manifest.Inputs | None = None,
+) -> Rendered:
+    """Render every file of one edition in memory; raise a :class:`ReporterError` on failure.
+
+    Writes nothing, so a worker on another machine can render and the scheduler's host write.
+    ``previous`` is the manifest of the report's previous edition (for "What changed"), read by
+    whoever holds the archive; ``directory``, where the files will go if known, only names them
+    in messages.
+    """
+    languages = languages or report.languages
+    formats = formats or report.formats
+    unknown = [lang for lang in languages if lang not in report.languages]
+    unknown += [fmt for fmt in formats if fmt not in report.formats]
+    if unknown:
+        raise ReporterError([Problem(str(project.path), f"reports.{report.id}",
+                                     f"not configured for this report: {', '.join(unknown)}")])
+    inputs = inputs or manifest.inputs(project, report)
+    log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
+    knowledge = gather(project, report, load_datasets(project, report))
+    langs = {code: language(project, code) for code in report.languages}
+    facts = changes_stage.snapshot(knowledge, langs)
+    ids = changes_stage.compare(previous.get("facts") if previous else None, facts)
+    summary = {code: changes_stage.summary(previous.get("edition_date") if previous else None, ids, lang)
+               for code, lang in langs.items()}
+    old_facts = {fact.fact: fact.as_of for fact in freshness.stale(report, knowledge, day).values()}
+    record = manifest.document(report, day, tuple(languages), tuple(formats), inputs, facts,
+                               {"previous": previous.get("edition_date") if previous else None, **ids, "line": summary},
+                               old_facts)
+    if old_facts:
+        log.warning("%s %s: %d fact(s) older than the report's max_age: %s", report.id, day, len(old_facts),
+                    ", ".join(f"{i} ({as_of})" for i, as_of in old_facts.items()))
+    attached = (pdf.Attachment("manifest.json", manifest.dumps(record), "What this edition is made of: its inputs "
+                               "and their sha256, the software's versions, its facts", "Data"),
+                *(pdf.Attachment(name, path.read_bytes(), f"Input data: {name}") for name, path in manifest.data_files(inputs)))
+    created = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+    files: list[RenderedFile] = []
+    for lang_code in languages:
+        lang = langs[lang_code]
+        log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
+        drawn = draw_charts(project, report, knowledge, lang)
+        section = changes_stage.section(previous, facts, lang)
+        for fmt in formats:
+            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn, section)
+            name = artifact_name(report.id, lang_code, fmt)
+            if fmt == "pdf":
+                log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
+                # Derived from the inputs: the same inputs give the same /ID, so the same bytes.
+                identifier = hashlib.sha256(f"{inputs.digest}:{lang_code}".encode()).hexdigest()[:32].encode()
+                data = pdf.to_pdf(document, project.templates_dir, roots(project), str(directory / name if directory else name),
+                                  attachments=attached, identifier=identifier, created=created)
+            else:
+                data = document.encode("utf-8")
+            files.append(RenderedFile(name, lang_code, fmt, data))
+    return Rendered(tuple(files), record)
+
+
+def write_edition(directory: Path, report_id: str, day: date, rendered: Rendered) -> Edition:
+    """Write an edition rendered in memory into ``directory``, atomically (see :mod:`.write`),
+    with its manifest beside it listing the outputs' digests (a PDF cannot hold its own).
+
+    A partial render (one language) keeps what the earlier manifest said of the other files, as
+    long as they were made from the same inputs.
+    """
+    files = {directory / f.name: f.data for f in rendered.files}
+    earlier = manifest.read(directory)
+    same = earlier and earlier.get("inputs_digest") == rendered.manifest.get("inputs_digest")
+    outputs = dict(earlier.get("outputs", {})) if same else {}
+    outputs.update({f.name: hashlib.sha256(f.data).hexdigest() for f in rendered.files})
+    files[directory / manifest.NAME] = manifest.dumps({**rendered.manifest, "outputs": dict(sorted(outputs.items()))})
+    for stale in write.remove_stale_parts(directory):
+        log.info("removed %s, left by an interrupted render", stale)
+    write.write_atomically(files)
+    artifacts = tuple(
+        Artifact(directory / f.name, f.lang, f.format, hashlib.sha256(f.data).hexdigest(), len(f.data))
+        for f in rendered.files
+    )
+    for artifact in artifacts:
+        log.info("wrote %s (%d KB)", artifact.path, artifact.size // 1024)
+    return Edition(report_id, day, directory, artifacts)
+
+
 def build_edition(
     project: Project,
     report: Report,
@@ -134,81 +244,19 @@ def build_edition(
     everything is rendered in memory and before the first file is written; an error it raises
     leaves the output folder untouched.
     """
-    languages = languages or report.languages
-    formats = formats or report.formats
-    unknown = [lang for lang in languages if lang not in report.languages]
-    unknown += [fmt for fmt in formats if fmt not in report.formats]
-    if unknown:
-        raise ReporterError([Problem(str(project.path), f"reports.{report.id}",
-                                     f"not configured for this report: {', '.join(unknown)}")])
     root = output_dir or project.output_dir
     directory = edition_dir(root, report.id, day)
-    names = [artifact_name(report.id, lang, fmt) for lang in languages for fmt in formats]
+    wanted = [(lang, fmt) for lang in (languages or report.languages) for fmt in (formats or report.formats)]
     inputs = manifest.inputs(project, report)
-    if not force and manifest.unchanged(directory, inputs, names):
+    names = [artifact_name(report.id, lang, fmt) for lang, fmt in wanted]
+    if not force and all(lang in report.languages and fmt in report.formats for lang, fmt in wanted) \
+            and manifest.unchanged(directory, inputs, names):
         log.info("%s %s: unchanged since it was written (same inputs); nothing to do", report.id, day)
         return Edition(report.id, day, directory, tuple(
             Artifact(directory / name, lang, fmt, manifest.sha256((directory / name).read_bytes()),
-                     (directory / name).stat().st_size)
-            for name, (lang, fmt) in zip(names, [(lg, ft) for lg in languages for ft in formats])), unchanged=True)
-
-    log.info("%s %s: loading %s", report.id, day, ", ".join(report.datasets))
-    knowledge = gather(project, report, load_datasets(project, report))
-    langs = {code: language(project, code) for code in report.languages}
-    facts = changes_stage.snapshot(knowledge, langs)
-    before = manifest.previous(root, report.id, day)
-    ids = changes_stage.compare(before.get("facts") if before else None, facts)
-    summary = {code: changes_stage.summary(before.get("edition_date") if before else None, ids, lang)
-               for code, lang in langs.items()}
-    old_facts = {fact.fact: fact.as_of for fact in freshness.stale(report, knowledge, day).values()}
-    record = manifest.document(report, day, tuple(languages), tuple(formats), inputs, facts,
-                               {"previous": before.get("edition_date") if before else None, **ids, "line": summary},
-                               old_facts)
-    if old_facts:
-        log.warning("%s %s: %d fact(s) older than the report's max_age: %s", report.id, day, len(old_facts),
-                    ", ".join(f"{i} ({as_of})" for i, as_of in old_facts.items()))
-    attached = (pdf.Attachment("manifest.json", manifest.dumps(record), "What this edition is made of: its inputs "
-                               "and their sha256, the software's versions, its facts", "Data"),
-                *(pdf.Attachment(name, path.read_bytes(), f"Input data: {name}") for name, path in manifest.data_files(inputs)))
-    created = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-
-    files: dict[Path, bytes] = {}
-    meta: dict[Path, tuple[str, str]] = {}
-    for lang_code in languages:
-        lang = langs[lang_code]
-        log.info("%s %s %s: drawing %d charts", report.id, day, lang_code, len(report.charts))
-        drawn = draw_charts(project, report, knowledge, lang)
-        section = changes_stage.section(before, facts, lang)
-        for fmt in formats:
-            document, _ctx = edition_html(project, report, day, lang, fmt, knowledge, drawn, section)
-            target = directory / artifact_name(report.id, lang_code, fmt)
-            if fmt == "pdf":
-                log.info("%s %s %s: laying out the PDF", report.id, day, lang_code)
-                # Derived from the inputs: the same inputs give the same /ID, so the same bytes.
-                identifier = hashlib.sha256(f"{inputs.digest}:{lang_code}".encode()).hexdigest()[:32].encode()
-                files[target] = pdf.to_pdf(document, project.templates_dir, roots(project), str(target),
-                                           attachments=attached, identifier=identifier, created=created)
-            else:
-                files[target] = document.encode("utf-8")
-            meta[target] = (lang_code, fmt)
-
-    # Beside the edition, the manifest also lists its outputs (a PDF cannot hold its own digest).
-    # A partial render (one language) keeps what the earlier manifest said of the other files,
-    # as long as they were made from the same inputs.
-    earlier = manifest.read(directory)
-    outputs = dict(earlier.get("outputs", {})) if earlier and earlier.get("inputs_digest") == inputs.digest else {}
-    outputs.update({path.name: hashlib.sha256(data).hexdigest() for path, data in files.items()})
-    files[directory / manifest.NAME] = manifest.dumps({**record, "outputs": dict(sorted(outputs.items()))})
-
+                     (directory / name).stat().st_size) for name, (lang, fmt) in zip(names, wanted)), unchanged=True)
+    rendered = render_edition(project, report, day, languages=languages, formats=formats, directory=directory,
+                              previous=manifest.previous(root, report.id, day), inputs=inputs)
     if before_write:
         before_write()
-    for stale in write.remove_stale_parts(directory):
-        log.info("removed %s, left by an interrupted render", stale)
-    write.write_atomically(files)
-    artifacts = tuple(
-        Artifact(path, *meta[path], hashlib.sha256(data).hexdigest(), len(data)) for path, data in files.items()
-        if path in meta
-    )
-    for artifact in artifacts:
-        log.info("wrote %s (%d KB)", artifact.path, artifact.size // 1024)
-    return Edition(report.id, day, directory, artifacts)
+    return write_edition(directory, report.id, day, rendered)

@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
 
 from ..config import Project, Report
-from ..execute import Executor, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped
+from ..execute import Executor, LostAttempt, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped
 from ..state.history import History
 from .plan import Slot, next_fire, plan
 
@@ -75,19 +75,20 @@ class Service:
                     if run_id is not None:
                         claimed.append((report, slot, run_id))
                 self.history.set_evaluated_until(report.id, now)
-        futures = [self._threads.submit(self._execute, report, slot, run_id) for report, slot, run_id in claimed]
+        futures = [self._threads.submit(self._execute, report, slot, run_id, trigger) for report, slot, run_id in claimed]
         return [future.result() for future in futures]
 
-    def _execute(self, report: Report, slot: Slot, run_id: int) -> tuple[Slot, str]:
+    def _execute(self, report: Report, slot: Slot, run_id: int, trigger: str) -> tuple[Slot, str]:
         fields = {"report": report.id, "slot": slot.key, "edition_date": slot.edition_date.isoformat(), "run_id": run_id}
         log.info("%s slot %s (%s): rendering the edition of %s", report.id, slot.key, report.timezone.key,
                  slot.edition_date, extra={"fields": {"event": "started", **fields}})
         task = RenderTask(str(self.project.path), report.id, slot.edition_date)
-        status, error, artifacts, seconds, worker = "failed", None, (), 0.0, 0
+        status, error, artifacts, seconds, worker, lost = "failed", None, (), 0.0, 0, ()
         try:
             outcome = self.executor.run(task, timeout=report.timeout_seconds)
             status = "ok" if outcome.ok else "failed"
             error, artifacts, seconds, worker = outcome.error or None, outcome.artifacts, outcome.seconds, outcome.pid
+            lost = outcome.lost
         except (RenderTimeout, WorkerCrashed) as exc:
             error = str(exc)
         except WorkerStopped as exc:
@@ -95,6 +96,11 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - record it; the other reports go on
             log.exception("%s slot %s: the scheduler failed to run it", report.id, slot.key)
             error = f"internal error: {exc!r}"
+        for attempt in lost:
+            run_id = self._abandon(report, slot, run_id, trigger, attempt, fields)
+            if run_id is None:
+                return slot, "abandoned"
+            fields = {**fields, "run_id": run_id}
         from ..pipeline.write import remove_stale_parts  # noqa: PLC0415
 
         if status != "ok":
@@ -122,6 +128,20 @@ class Service:
             except Exception:  # noqa: BLE001 - the run is recorded and delivered; this is an extra
                 log.exception("%s slot %s: what follows a run failed", report.id, slot.key)
         return slot, status
+
+    def _abandon(self, report: Report, slot: Slot, run_id: int, trigger: str, attempt: LostAttempt,
+                 fields: dict[str, Any]) -> int | None:
+        """Record an attempt whose worker was lost as an abandoned run, and claim the slot again
+        for the attempt that followed it; ``None`` if another scheduler claimed it meanwhile."""
+        self.history.finish_run(run_id, "abandoned", attempt.at, error=attempt.reason)
+        log.warning("%s slot %s: abandoned: %s", report.id, slot.key, attempt.reason,
+                    extra={"fields": {"event": "abandoned", "error": attempt.reason, **fields}})
+        again = self.history.start_run(report.id, slot.edition_date, trigger, attempt.at, slot.key)
+        if again is None:
+            log.error("%s slot %s: claimed by another scheduler while its render was re-delivered; "
+                      "this scheduler does not record it", report.id, slot.key,
+                      extra={"fields": {"event": "lost-claim", **fields}})
+        return again
 
     def resume_deliveries(self) -> list[tuple[str, date, Any]]:
         """Send what earlier runs left undelivered (pending, failed, or cut short by a crash) while
