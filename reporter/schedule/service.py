@@ -149,12 +149,13 @@ class Service:
         self._threads.shutdown(wait=True)
 
 
-def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
+def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: threading.Event | None = None) -> None:
     """The long-running scheduler: catch up, then wake at each slot until SIGTERM or SIGINT.
 
     Each report has one one-shot APScheduler job at its next fire instant, computed here; when
     it wakes, the due slots run and the next wake is armed. ``system_clock`` is the real time,
-    by which APScheduler keeps its own.
+    by which APScheduler keeps its own. ``stopping`` may be set already (a signal that came
+    while the caller stood by), and is set by the signal handlers installed here.
     """
     import signal  # noqa: PLC0415
 
@@ -169,7 +170,7 @@ def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=timezone.utc,
     )
-    stopping = threading.Event()
+    stopping = stopping or threading.Event()
     arming = threading.Lock()
     armed: dict[str, tuple[datetime, datetime | None]] = {}  # report id: (armed after, the fire it found)
 
