@@ -201,6 +201,39 @@ class Session:
             self.leading = False
 
 
+_sessions: dict[tuple[str, str], list] = {}  # (node:pid, url): [session, how many histories use it]
+_sessions_lock = threading.Lock()
+
+
+def open_session(target: StateTarget) -> Session:
+    """This process's session on ``target``, shared by every :class:`History` it opens there.
+
+    One per process, because the presence lock is keyed by the process (``node:pid``): a second
+    session would find it taken. A forked child, with its own pid, makes its own.
+    """
+    key = (owner(), target.url)
+    with _sessions_lock:
+        entry = _sessions.get(key)
+        if entry is None:
+            entry = _sessions[key] = [Session(target), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def close_session(session: Session, *, broken: bool = False) -> None:
+    """One user fewer; the last closes it (``broken``: close it now, for everyone)."""
+    key = (session.owner, session.target.url)
+    with _sessions_lock:
+        entry = _sessions.get(key)
+        if entry is None or entry[0] is not session:
+            return
+        entry[1] -= 1
+        if entry[1] > 0 and not broken:
+            return
+        del _sessions[key]
+    session.close()
+
+
 def fenced(conn: sa.Connection, session: Session) -> bool:
     """Inside a claim's transaction: whether ``session`` holds the leader lock at this moment."""
     hi, lo = _halves(session.leader_key)

@@ -26,7 +26,8 @@ from sqlalchemy.exc import DBAPIError, DatabaseError, IntegrityError, Operationa
 from ..errors import Problem, StateError
 from ..liveness import pid_alive
 from . import schema
-from .backend import Session, engine_for, fenced, live_keys, pg_problem, presence_key, serialise_upgrade
+from .backend import (Session, close_session, engine_for, fenced, live_keys, open_session, pg_problem, presence_key,
+                      serialise_upgrade)
 from .schema import artifacts, cursors, deliveries, metadata, notices, runs, slots  # noqa: F401 - metadata for callers
 from .target import StateTarget, node, owner, parse_url, sqlite_target
 
@@ -252,7 +253,7 @@ class History:
     def close(self) -> None:
         with self._session_lock:
             if self._session is not None:
-                self._session.close()
+                close_session(self._session)
                 self._session = None
         self.engine.dispose()
 
@@ -268,14 +269,14 @@ class History:
             return None
         with self._session_lock:
             if self._session is None:
-                self._session = Session(self.target)
+                self._session = open_session(self.target)
             return self._session
 
     def drop_session(self) -> None:
         """Forget a session whose connection failed; the next :meth:`session` makes a new one."""
         with self._session_lock:
             if self._session is not None:
-                self._session.close()
+                close_session(self._session, broken=True)
                 self._session = None
 
     def lead(self) -> None:
