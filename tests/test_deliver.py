@@ -72,8 +72,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Rendered(project, edition)
 
 
-def record_edition(path: Path, edition: build.Edition, *, copy: bool = True) -> History:
-    """A history at ``path`` that records the edition, by default a copy in ``output/`` beside its folder.
+def record_edition(path: Path, edition: build.Edition, *, copy: bool = True, backend=None) -> History:
+    """A history at ``path`` (or the test's ``backend``) that records the edition, by default a copy
+    in ``output/`` beside its folder.
 
     A copy per test: the edition's folder also keeps its delivery record (deliveries.json).
     """
@@ -85,7 +86,7 @@ def record_edition(path: Path, edition: build.Edition, *, copy: bool = True) -> 
         for artifact in edition.artifacts:
             shutil.copyfile(artifact.path, folder / artifact.path.name)
             copies.append(replace(artifact, path=folder / artifact.path.name))
-    history = History.at(path)
+    history = backend.history() if backend is not None else History.at(path)
     run_id = history.start_run(edition.report, edition.date, "manual", NOW)
     history.finish_run(run_id, "ok", NOW, files=copies)
     return history
@@ -511,17 +512,17 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     assert history.delivery("brief", DAY, "ru", "analyst@example.org").status == "unchanged"
 
 
-def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, server):
+def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, server, backend):
     import threading
 
     handler, smtp = server
     project, report = variant(rendered, [ANALYST, DESK, EDITOR])
     state = tmp_path / "state" / "history.sqlite"
-    record_edition(state, rendered.edition).close()
+    record_edition(state, rendered.edition, backend=backend).close()
     results = []
 
     def one() -> None:
-        ledger = History.at(state)  # each its own connection, as two processes would have
+        ledger = backend.history()  # each its own connections, as two processes would have
         results.append(delivery.deliver(project, report, DAY, ledger, now=clock, smtp=smtp, sleep=no_sleep))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
@@ -531,7 +532,7 @@ def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, serve
         thread.join()
     assert sorted(rcpt for rcpts, _ in handler.messages for rcpt in rcpts) == [
         "analyst@example.org", "desk@example.org", "editor@example.org"]
-    assert all(result.ok for result in results)
+    assert len(results) == 2 and all(result.ok for result in results)
 
 
 # --- TLS, login and the password ---------------------------------------------------------
@@ -785,26 +786,23 @@ def test_run_due_reports_a_partial_delivery(tmp_path, server):
 
 
 @pytest.mark.slow
-def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered, tmp_path, server):
-    import sqlite3
-
+def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered, tmp_path, server, backend):
     handler, smtp = server
     config_path = write_project(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
-    history = record_edition(state, rendered.edition)
+    history = record_edition(state, rendered.edition, backend=backend)
     # As a process killed mid-delivery leaves it: the desk got theirs, the analyst's message was
     # claimed by the dead process, the editor's not reached yet.
     history.record_delivery("brief", DAY, "en", "desk@example.org", kind="to", status="sent", attempts=1,
                             reply="250 OK", now=NOW)
     assert history.claim_delivery("brief", DAY, "ru", "analyst@example.org", kind="to", now=NOW) is None
     history.close()
-    with sqlite3.connect(state) as db:
-        db.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")
+    backend.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
-           "REPORTER_NOW": "2025-11-06T12:00:00+05:00"}  # nothing is due then
+           "REPORTER_NOW": "2025-11-06T12:00:00+05:00", **backend.env}  # nothing is due then
     result = run_cli("--config", str(config_path), "run-due", env=env)
     assert result.returncode == 0, result.stderr
     assert "finishing a delivery that was interrupted" in result.stderr
     assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
-    statuses = {d.recipient: d.status for d in History.at(state).deliveries()}
+    statuses = {d.recipient: d.status for d in backend.history().deliveries()}
     assert statuses == {"analyst@example.org": "sent", "desk@example.org": "sent", "editor@example.org": "sent"}
