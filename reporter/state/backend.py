@@ -113,8 +113,7 @@ def pg_problem(target: StateTarget, exc: BaseException) -> StateError:
 
 def serialise_upgrade(conn: sa.Connection) -> None:
     """Inside a PostgreSQL transaction: wait until no other process is creating or upgrading the schema."""
-    schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key("schema", schema)})
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key("schema", current_schema(conn))})
 
 
 def live_keys(conn: sa.Connection) -> set[tuple[int, int]]:
@@ -125,9 +124,16 @@ def live_keys(conn: sa.Connection) -> set[tuple[int, int]]:
     return {(int(hi), int(lo)) for hi, lo in rows}
 
 
-def presence_key(name: str) -> tuple[int, int]:
-    """The presence lock of the process that recorded ``name`` (``node:pid``, maybe ``/thread``)."""
-    return _halves(advisory_key("presence", name.split("/")[0]))
+def presence_key(schema: str, name: str) -> tuple[int, int]:
+    """The presence lock, in the state kept in ``schema``, of the process that recorded ``name``
+    (``node:pid``, maybe ``/thread``)."""
+    return _halves(advisory_key("presence", schema, name.split("/")[0]))
+
+
+def current_schema(conn: sa.Connection) -> str:
+    """Where the tables are: the first schema of the search path. Locks are per database, so
+    their keys name it too, and projects kept in two schemas of one database do not meet."""
+    return conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
 
 
 class Session:
@@ -151,10 +157,10 @@ class Session:
                 # this host stops answering. Ignored on a Unix socket, where there is no network.
                 self._conn.exec_driver_sql(f"SET {setting} = {int(value)}")
             self.backend_pid = int(self._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
-            schema = self._conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
-            self.leader_key = advisory_key("leader", schema)
+            self.schema = current_schema(self._conn)
+            self.leader_key = advisory_key("leader", self.schema)
             got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
-                                     {"key": advisory_key("presence", self.owner)}).scalar()
+                                     {"key": advisory_key("presence", self.schema, self.owner)}).scalar()
         except sa.exc.DBAPIError as exc:
             self._engine.dispose()
             raise pg_problem(target, exc) from exc

@@ -26,8 +26,8 @@ from sqlalchemy.exc import DBAPIError, DatabaseError, IntegrityError, Operationa
 from ..errors import Problem, StateError
 from ..liveness import pid_alive
 from . import schema
-from .backend import (Session, close_session, engine_for, fenced, live_keys, open_session, pg_problem, presence_key,
-                      serialise_upgrade)
+from .backend import (Session, close_session, current_schema, engine_for, fenced, live_keys, open_session, pg_problem,
+                      presence_key, serialise_upgrade)
 from .schema import artifacts, cursors, deliveries, metadata, notices, runs, slots  # noqa: F401 - metadata for callers
 from .target import StateTarget, node, owner, parse_url, sqlite_target
 
@@ -172,6 +172,7 @@ class History:
             # Check with a read first: an upgrade takes the write lock, which a reader must not wait for.
             with self._reader.connect() as conn:
                 found, _tables = schema.current(conn)
+                self.schema = current_schema(conn) if self.postgres else None
             schema.check_version(found, self.where)
             if found != schema.VERSION:
                 with self.engine.begin() as conn:
@@ -293,7 +294,7 @@ class History:
             return owner_alive
         me = owner()
         held = live_keys(conn) if conn is not None else self._run(live_keys, readonly=True)
-        return lambda name: name.split("/")[0] == me or presence_key(name) in held
+        return lambda name: name.split("/")[0] == me or presence_key(self.schema, name) in held
 
     # --- runs ---------------------------------------------------------------------------
 
