@@ -226,8 +226,8 @@ def test_two_senders_on_two_hosts_send_each_message_once(pg_backend, tmp_path):
     assert rows == [("analyst@example.org", "sent"), ("desk@example.org", "sent"), ("editor@example.org", "sent")]
 
 
-@pytest.mark.parametrize("command", ["run", "adopt"])
-def test_what_a_standby_and_adopt_do_while_another_leads(pg_backend, tmp_path, command):
+@pytest.mark.parametrize("command", ["run", "run-due", "adopt"])
+def test_what_a_standby_run_due_and_adopt_do_while_another_leads(pg_backend, tmp_path, command):
     backend = pg_backend
     config = make_project(tmp_path, [report_block("r", schedule="0 8 * * 1", **FAST)])
     alpha = Scheduler.start(config, "alpha", "2025-11-03T09:00:00+05:00", backend)
@@ -238,6 +238,11 @@ def test_what_a_standby_and_adopt_do_while_another_leads(pg_backend, tmp_path, c
             other.wait_for(rf"standing by \(leader: alpha:{alpha.process.pid}\); trying every 1 s")
             other.stop()  # SIGTERM while standing by: a clean stop
             assert other.process.returncode == 0, other.log
+        elif command == "run-due":
+            other.process.wait(timeout=60)
+            assert (other.process.returncode, other.process.stdout.read()) == (0, "")
+            assert other.log.endswith(f"standing by: another scheduler leads this state (leader: alpha:{alpha.process.pid}); "
+                                      "it runs what is due, so nothing runs here"), other.log
         else:
             other.process.wait(timeout=60)
             assert other.process.returncode == 1

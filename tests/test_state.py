@@ -127,6 +127,24 @@ def test_a_history_too_old_to_recognise_is_refused_and_kept(tmp_path):
                              "(no column runs.owner); move it aside to start a new one\n")
 
 
+def _create(url: str, node: str, barrier, out) -> None:
+    try:
+        barrier.wait(timeout=60)
+        _open(url).close()
+        out.put((node, "ok"))
+    except Exception as exc:  # noqa: BLE001 - the parent shows it
+        out.put((node, f"{type(exc).__name__}: {exc}"))
+
+
+def test_hosts_starting_together_on_a_new_database_create_the_schema_once(postgres):
+    # PostgreSQL alone: SQLite's file lock serialises this by itself.
+    for _ in range(4):
+        url = postgres.url(postgres.create_database())
+        assert _race(_create, url) == {"alpha": "ok", "beta": "ok"}
+        assert [v for (v,) in Backend("postgresql", Path("/nonexistent"), postgres, url.rsplit("/", 1)[1])
+                .rows("SELECT version FROM schema_version")] == [schema.VERSION]
+
+
 # --- claims under a race -------------------------------------------------------------------------------
 
 
@@ -249,6 +267,23 @@ def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres
     assert backend.rows("SELECT slot FROM slots") == [("2025-11-03T08:00",)]
 
 
+def test_two_projects_in_two_schemas_of_one_database_each_have_their_own_leader(postgres):
+    database = postgres.create_database()
+    with postgres.admin(database) as conn:
+        conn.execute("CREATE SCHEMA project_b AUTHORIZATION reporter")
+    project_a = _open(postgres.url(database))
+    project_b = _open(postgres.url(database) + "?options=-csearch_path%3Dproject_b")
+    try:
+        assert project_a.session().try_lead() and project_b.session().try_lead()
+        tables = Backend("postgresql", Path("/nonexistent"), postgres, database).rows(
+            "SELECT table_schema, count(*) FROM information_schema.tables WHERE table_name IN ('runs', 'slots') "
+            "GROUP BY table_schema ORDER BY table_schema")
+        assert tables == [("project_b", 2), ("public", 2)]
+    finally:
+        project_a.close()
+        project_b.close()
+
+
 # --- the node name ------------------------------------------------------------------------------------------
 
 
@@ -340,6 +375,8 @@ def test_masking_takes_a_password_out_in_every_spelling():
     other = parse_url("postgresql://reporter@db/briefs?password=s3cr3t&sslmode=require")
     assert "s3cr3t" not in other.shown and "s3cr3t" not in other.where
     assert mask("x s3cr3t y", ("s3cr3t",)) == "x *** y"
+    # A SQLite file may be named the same way.
+    assert parse_url("sqlite:////srv/briefs/state/h.sqlite").path == Path("/srv/briefs/state/h.sqlite")
 
 
 # --- what does not need PostgreSQL does not load it -------------------------------------------------------
