@@ -250,6 +250,11 @@ def test_a_run_is_abandoned_only_when_its_process_is_gone(backend, monkeypatch):
     else:
         # One host per SQLite history: another host's name means a process that is gone.
         assert sorted(run_id for run_id, *_ in swept) == [manual, crashed]
+    # A render that ends after its run was recorded as abandoned (its scheduler lost the lead, the
+    # new leader took the slot over) does not overwrite that, nor add files or pending rows.
+    assert scheduler.finish_run(crashed, "ok", NOW, pending=[("en", "desk@example.org", "to")]) is False
+    assert backend.rows("SELECT status FROM runs WHERE id = :id", {"id": crashed}) == [("abandoned",)]
+    assert backend.rows("SELECT count(*) FROM deliveries") == [(0,)]
 
 
 def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres):

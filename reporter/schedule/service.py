@@ -101,7 +101,13 @@ class Service:
         # Who must get the edition is written with it, in one transaction: from here on the
         # ledger knows, whatever happens to the delivery.
         pending = self.delivery.recipients_of(report) if status == "ok" and self.delivery else []
-        self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts, pending=pending)
+        if not self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts, pending=pending):
+            # Recorded as abandoned while it rendered: this scheduler lost the lead, and another
+            # runs the slot again. Delivering is that one's job now.
+            log.warning("%s slot %s: finished, but the slot was taken over meanwhile (this scheduler lost the lead): "
+                        "left to the new leader", report.id, slot.key,
+                        extra={"fields": {"event": "taken-over", **fields}})
+            return slot, "abandoned"
         if status == "ok":
             log.info("%s slot %s: ok in %.1f s, %d files (worker %d)", report.id, slot.key, seconds, len(artifacts),
                      worker, extra={"fields": {"event": "ok", "seconds": round(seconds, 2), "worker": worker, **fields}})

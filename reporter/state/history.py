@@ -342,19 +342,20 @@ class History:
         return True
 
     def finish_run(self, run_id: int, status: str, now: datetime, *, error: str | None = None,
-                   files: Sequence[Any] = (), pending: Sequence[tuple[str, str, str]] = ()) -> None:
-        """Record how a run ended and, for ``ok``, the artifacts it wrote.
+                   files: Sequence[Any] = (), pending: Sequence[tuple[str, str, str]] = ()) -> bool:
+        """Record how a run ended and, for ``ok``, the artifacts it wrote; False if it was no longer running.
 
         ``pending`` are (language, address, kind) of the recipients who must get the edition: each
         gets a ``pending`` ledger row in the same transaction, unless it has one already, so no
         edition is ever written without the ledger knowing who still needs it.
+
+        A run recorded as abandoned meanwhile keeps that verdict: its scheduler lost the lead, and
+        the new leader took its slot over.
         """
-        def finish(conn: sa.Connection) -> None:
-            # Only a run still running: one recorded as abandoned meanwhile (its scheduler lost the
-            # lead, and the new one took its slot over) keeps that verdict.
+        def finish(conn: sa.Connection) -> bool:
             if not conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running").values(
                     status=status, finished_at=_iso(now), error=error)).rowcount:
-                return
+                return False
             conn.execute(slots.update().where(slots.c.run_id == run_id).values(state=status))
             for item in files:
                 conn.execute(artifacts.insert().values(
@@ -363,7 +364,8 @@ class History:
             if pending:
                 report, day = conn.execute(sa.select(runs.c.report, runs.c.edition_date).where(runs.c.id == run_id)).one()
                 _add_pending(conn, report, day, pending, now)
-        self._run(finish)
+            return True
+        return self._run(finish)
 
     def add_pending(self, report: str, edition_date: date, recipients: Sequence[tuple[str, str, str]],
                     now: datetime) -> None:
