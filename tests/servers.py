@@ -177,7 +177,12 @@ class Backend:
             if not self.path.exists():
                 return []
             with closing(sqlite3.connect(self.path, timeout=10)) as db:
-                return [tuple(r) for r in db.execute(sql, params or {}).fetchall()]
+                try:
+                    return [tuple(r) for r in db.execute(sql, params or {}).fetchall()]
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        return []  # the file is there, its tables not yet: nothing recorded
+                    raise
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
