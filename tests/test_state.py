@@ -86,9 +86,10 @@ def _made_by_main(backend: Backend) -> None:
 def test_a_history_made_by_the_previous_reporter_is_upgraded_not_refused(backend, tmp_path):
     _made_by_main(backend)
     config_path = _project(tmp_path)
-    result = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NOW": AT_SLOT, **backend.env})
+    # Nothing is due on that Wednesday: the scheduler opens the history, upgrades it and exits.
+    result = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NOW": "2025-11-05T12:00:00+05:00",
+                                                                   **backend.env})
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "r 2025-11-03T08:00 ok\n"
     assert "recognised a history without a schema version as version 1" in result.stderr
     assert f"upgraded the history to schema version 2: {schema.MIGRATIONS[2][0]}" in result.stderr
     assert _versions(backend) == [(1, "found without a version: recognised as version 1"), (2, schema.MIGRATIONS[2][0])]
@@ -96,8 +97,14 @@ def test_a_history_made_by_the_previous_reporter_is_upgraded_not_refused(backend
     # What the old reporter recorded is all still there, and new runs follow it.
     assert backend.rows("SELECT id, slot, status, owner FROM runs ORDER BY id")[0] == (1, "2025-10-27T08:00", "ok", "old-host:42")
     assert backend.rows("SELECT status FROM deliveries") == [("pending",)]
+    history = backend.history()
+    assert history.upgraded == []  # once is enough
+    assert history.start_run("r", date(2025, 11, 10), "run-due", NOW, "2025-11-10T08:00") is not None
     again = run_cli("--config", str(config_path), "history", env=backend.env)
     assert "upgraded" not in again.stderr and "2025-10-27T08:00" in again.stdout
+    # The old run, the slot the upgrade's run-due found past its grace, and a new one.
+    assert backend.rows("SELECT slot, status FROM runs ORDER BY id") == [
+        ("2025-10-27T08:00", "ok"), ("2025-11-03T08:00", "skipped"), ("2025-11-10T08:00", "running")]
 
 
 def test_a_history_newer_than_this_reporter_is_a_clear_error(backend, tmp_path):
