@@ -155,23 +155,34 @@ def _project(ctx: click.Context):
     return config.load(ctx.obj["config"])
 
 
+def _state(project):
+    """Where the history is: ``[project] state``, unless ``REPORTER_STATE_URL`` names another."""
+    from .state.target import state_target  # noqa: PLC0415
+
+    return state_target(project.state_path)
+
+
 def _history(project):
     from .state.history import History  # noqa: PLC0415
 
-    return History.at(project.state_path)
+    return History.open(_state(project))
 
 
 def _checked_history(project, *, locked: bool = False):
     """The history for a command that writes it or sends mail, checked first, so that it fails at
     once with one clear line rather than later, half-way: a state folder or file that cannot be
     written (read-only, immutable), a damaged page anywhere in the file (``PRAGMA quick_check``),
-    or a history that lost what the editions on disk show was done (``reporter adopt``)."""
+    a database that cannot be reached, or a history that lost what the editions on disk show was
+    done (``reporter adopt``)."""
     from .state.adopt import check_not_lost  # noqa: PLC0415
     from .state.history import check_writable  # noqa: PLC0415
 
-    if not locked:
-        check_writable(project.state_path)
+    target = _state(project)
+    if not locked and not target.postgres:
+        check_writable(target.path)
     history = _history(project)
+    for line in history.upgraded:
+        log.info("%s: %s", history.location, line)
     history.check()
     check_not_lost(project, history)
     return history
@@ -222,7 +233,7 @@ def render(ctx: click.Context, report_id: str, day: datetime | None, lang: str |
     from .site.rebuild import SiteRebuild  # noqa: PLC0415
     from .state.recording import RunRecorder  # noqa: PLC0415
 
-    recorder = RunRecorder(project.state_path, report.id, when, "manual", clock())
+    recorder = RunRecorder(_state(project), report.id, when, "manual", clock())
     # The archive lists the project's output folder; an edition written elsewhere is not in it.
     in_archive = output is None or Path(output).resolve() == project.output_dir
     rebuild = SiteRebuild(project) if in_archive else None
@@ -334,22 +345,46 @@ def _delivery(ctx: click.Context, project, history):
 @click.option("--workers", type=click.IntRange(1, 64), help="Render processes (default: one per core).")
 @click.option("--stop-timeout", type=float, default=30.0, show_default=True,
               help="Seconds a render in progress may take to finish after SIGTERM/SIGINT.")
+@click.option("--standby-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+              help="With a PostgreSQL state: seconds between a standby's attempts to lead.")
 @_EXECUTOR
 @click.pass_context
 @_handles_errors
-def run(ctx: click.Context, workers: int | None, stop_timeout: float, executor: str | None = None) -> None:
-    """Run the scheduler: render each report when due, until stopped."""
+def run(ctx: click.Context, workers: int | None, stop_timeout: float, standby_interval: float,
+        executor: str | None = None) -> None:
+    """Run the scheduler: render each report when due, until stopped.
+
+    With a PostgreSQL state (REPORTER_STATE_URL) it may run on several hosts: one leads, the
+    others stand by and one takes over when the leader dies.
+    """
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
     from .schedule.service import serve  # noqa: PLC0415
 
     project = _project(ctx)
     _check_broker(project, executor)
-    with _scheduler_state(ctx, project) as history:
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        # While standing by; once leading, serve() installs its own handlers on this event.
+        if not stopping.is_set():
+            log.info("received %s: stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with _scheduler_state(ctx, project, standby=standby_interval, stopping=stopping) as history:
+        if history is None:
+            log.info("stopped", extra={"fields": {"event": "stopped"}})
+            return
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,
-                 len([r for r in project.reports.values() if r.schedule]), project.state_path)
+                 len([r for r in project.reports.values() if r.schedule]), history.location)
         service = _service(ctx, project, history, workers, executor)
         # Between slots too: a mail server that comes back gets what waited, within retry_for.
         service.start_retrying(project.email.retry_every)
-        serve(service, stop_grace=stop_timeout, system_clock=_system_clock)
+        with _leading(history, service):
+            serve(service, stop_grace=stop_timeout, system_clock=_system_clock, stopping=stopping)
 
 
 @main.command("run-due")
@@ -362,10 +397,13 @@ def run_due(ctx: click.Context, workers: int | None, executor: str | None = None
     project = _project(ctx)
     _check_broker(project, executor)
     with _scheduler_state(ctx, project) as history:
+        if history is None:
+            return  # another scheduler leads this PostgreSQL state: it runs what is due
         service = _service(ctx, project, history, workers, executor)
         try:
-            retried = service.resume_deliveries()
-            results = service.due(trigger="run-due")
+            with _leading(history, service):
+                retried = service.resume_deliveries()
+                results = service.due(trigger="run-due")
         finally:
             service.executor.close(grace=0)
             service.close()
@@ -408,24 +446,71 @@ def worker(ctx: click.Context, concurrency: int | None, node: str | None) -> Non
 
 
 @contextmanager
-def _scheduler_state(ctx: click.Context, project) -> Iterator[Any]:
+def _scheduler_state(ctx: click.Context, project, *, standby: float | None = None,
+                     stopping: Any = None) -> Iterator[Any]:
     """The history, held by this process alone as the scheduler (``run`` or ``run-due``).
 
-    Under the lock, runs left ``running`` belong to a process that died: they are recorded as
-    abandoned, and the temporary files they left are removed.
+    With SQLite, that is an exclusive ``flock`` beside the file; a second scheduler is refused.
+    With PostgreSQL, it is the leader lock: ``run`` (``standby`` seconds between attempts) stands
+    by until it leads, or until ``stopping`` is set; ``run-due`` tries once. Either yields None
+    when it does not lead.
+
+    While leading, runs left ``running`` by a process that died are recorded as abandoned, and
+    the temporary files they left are removed.
     """
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
-    from .pipeline.write import remove_stale_parts  # noqa: PLC0415
     from .state.history import check_writable  # noqa: PLC0415
 
-    check_writable(project.state_path)  # before the lock, whose file lives in the same folder
-    with SchedulerLock(project.state_path):
-        history = _checked_history(project, locked=True)
-        for run_id, report_id, day in history.abandon_running(ctx.obj["clock"]()):
-            log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
-            for part in remove_stale_parts(project.output_dir / report_id / day):
-                log.info("removed %s, left by the interrupted run", part)
+    target = _state(project)
+    if not target.postgres:
+        check_writable(target.path)  # before the lock, whose file lives in the same folder
+        with SchedulerLock(target.path):
+            history = _checked_history(project, locked=True)
+            _sweep(ctx, project, history)
+            yield history
+        return
+    from .schedule.leader import try_lead, wait_to_lead  # noqa: PLC0415
+
+    history = _checked_history(project)
+    try:
+        if standby is None:
+            leads, leader = try_lead(history)
+            if not leads:
+                log.info("standing by: another scheduler leads this state (leader: %s); it runs what is due, so "
+                         "nothing runs here", leader, extra={"fields": {"event": "standby", "leader": leader}})
+                yield None
+                return
+        elif not wait_to_lead(history, standby, stopping):
+            yield None
+            return
+        history.lead()
+        log.info("leading: this scheduler (%s) runs the schedule of %s", history.session().owner, history.location,
+                 extra={"fields": {"event": "leading", "node": history.session().owner}})
+        _sweep(ctx, project, history)
         yield history
+    finally:
+        history.close()  # ends the session, and with it the lead
+
+
+def _sweep(ctx: click.Context, project, history) -> None:
+    from .pipeline.write import remove_stale_parts  # noqa: PLC0415
+
+    for run_id, report_id, day in history.abandon_running(ctx.obj["clock"]()):
+        log.warning("run %d (%s, edition %s) was interrupted: recorded as abandoned", run_id, report_id, day)
+        for part in remove_stale_parts(project.output_dir / report_id / day):
+            log.info("removed %s, left by the interrupted run", part)
+
+
+@contextmanager
+def _leading(history, service) -> Iterator[None]:
+    """With a PostgreSQL state, step down at once (renders killed, exit 1) if the lead is lost."""
+    if not history.postgres:
+        yield
+        return
+    from .schedule.leader import stepping_down, watching  # noqa: PLC0415
+
+    with watching(history, stepping_down(history, lambda: service.executor.close(grace=0))):
+        yield
 
 
 @main.command()
@@ -709,11 +794,26 @@ def adopt(ctx: click.Context) -> None:
     from .state.history import check_writable  # noqa: PLC0415
 
     project = _project(ctx)
-    check_writable(project.state_path)
-    with SchedulerLock(project.state_path):  # no scheduler may run on a history being rebuilt
+    target = _state(project)
+    if target.postgres:
+        from .errors import Problem, StateError  # noqa: PLC0415
+        from .schedule.leader import try_lead  # noqa: PLC0415
+
         history = _history(project)
-        history.check()
-        done = adopt_editions(project, history, ctx.obj["clock"]())
+        try:
+            leads, leader = try_lead(history)  # no scheduler may run on a history being rebuilt
+            if not leads:
+                raise StateError([Problem(history.where, "", f"a scheduler leads this state (leader: {leader}); "
+                                          "stop every `reporter run` first")])
+            done = adopt_editions(project, history, ctx.obj["clock"]())
+        finally:
+            history.close()
+    else:
+        check_writable(target.path)
+        with SchedulerLock(target.path):  # no scheduler may run on a history being rebuilt
+            history = _history(project)
+            history.check()
+            done = adopt_editions(project, history, ctx.obj["clock"]())
     click.echo(f"adopted {done.editions} edition(s) and {done.deliveries} delivery record(s) from {project.output_dir}"
                + (f"; {done.skipped} edition(s) were already in the history" if done.skipped else ""))
 

@@ -16,6 +16,12 @@ from pathlib import Path
 import pytest
 
 from projects import make_project, report_block, with_recipients
+from servers import backend, pg_backend, postgres  # noqa: F401 - fixtures: a real PostgreSQL, and each test's state on either database
+
+# The suite chooses each test's state itself; a state or node name in the caller's environment
+# must not leak into the CLI subprocesses.
+for _variable in ("REPORTER_STATE_URL", "REPORTER_NODE", "PGPASSWORD", "PGPASSFILE", "PGSERVICE"):
+    os.environ.pop(_variable, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 EDITION = "2025-11-05"

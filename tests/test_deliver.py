@@ -72,8 +72,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Rendered(project, edition)
 
 
-def record_edition(path: Path, edition: build.Edition, *, copy: bool = True) -> History:
-    """A history at ``path`` that records the edition, by default a copy in ``output/`` beside its folder.
+def record_edition(path: Path, edition: build.Edition, *, copy: bool = True, backend=None) -> History:
+    """A history at ``path`` (or the test's ``backend``) that records the edition, by default a copy
+    in ``output/`` beside its folder.
 
     A copy per test: the edition's folder also keeps its delivery record (deliveries.json).
     """
@@ -85,7 +86,7 @@ def record_edition(path: Path, edition: build.Edition, *, copy: bool = True) -> 
         for artifact in edition.artifacts:
             shutil.copyfile(artifact.path, folder / artifact.path.name)
             copies.append(replace(artifact, path=folder / artifact.path.name))
-    history = History.at(path)
+    history = backend.history() if backend is not None else History.at(path)
     run_id = history.start_run(edition.report, edition.date, "manual", NOW)
     history.finish_run(run_id, "ok", NOW, files=copies)
     return history
@@ -511,7 +512,7 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     assert history.delivery("brief", DAY, "ru", "analyst@example.org").status == "unchanged"
 
 
-def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path):
+def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, backend):
     import asyncio
     import threading
 
@@ -529,19 +530,21 @@ def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path):
     handler = Holding()
     project, report = variant(rendered, [ANALYST, DESK, EDITOR])
     state = tmp_path / "state" / "history.sqlite"
-    record_edition(state, rendered.edition).close()
+    record_edition(state, rendered.edition, backend=backend).close()
     results = {}
     with smtp_server(handler) as controller:
         smtp = plain(controller)
 
         def first() -> None:
-            results["first"] = delivery.deliver(project, report, DAY, History.at(state), now=clock, smtp=smtp, sleep=no_sleep)
+            # Each its own connections to the history, as two processes would have.
+            results["first"] = delivery.deliver(project, report, DAY, backend.history(), now=clock, smtp=smtp,
+                                                sleep=no_sleep)
 
         thread = threading.Thread(target=first)
         thread.start()
         assert reached.wait(60), "the first delivery never reached DATA"
         # Each its own connection to the history, as two processes would have.
-        results["second"] = delivery.deliver(project, report, DAY, History.at(state), now=clock, smtp=smtp, sleep=no_sleep)
+        results["second"] = delivery.deliver(project, report, DAY, backend.history(), now=clock, smtp=smtp, sleep=no_sleep)
         release.set()
         thread.join(timeout=60)
     assert sorted(rcpt for rcpts, _ in handler.messages for rcpt in rcpts) == [
@@ -801,26 +804,23 @@ def test_run_due_reports_a_partial_delivery(tmp_path, server):
 
 
 @pytest.mark.slow
-def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered, tmp_path, server):
-    import sqlite3
-
+def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered, tmp_path, server, backend):
     handler, smtp = server
     config_path = write_project(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
-    history = record_edition(state, rendered.edition)
+    history = record_edition(state, rendered.edition, backend=backend)
     # As a process killed mid-delivery leaves it: the desk got theirs, the analyst's message was
     # claimed by the dead process, the editor's not reached yet.
     history.record_delivery("brief", DAY, "en", "desk@example.org", kind="to", status="sent", attempts=1,
                             reply="250 OK", now=NOW)
     assert history.claim_delivery("brief", DAY, "ru", "analyst@example.org", kind="to", now=NOW) is None
     history.close()
-    with sqlite3.connect(state) as db:
-        db.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")
+    backend.execute("UPDATE deliveries SET owner = 'gone:999999/1' WHERE recipient = 'analyst@example.org'")
     env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
-           "REPORTER_NOW": "2025-11-06T12:00:00+05:00"}  # nothing is due then
+           "REPORTER_NOW": "2025-11-06T12:00:00+05:00", **backend.env}  # nothing is due then
     result = run_cli("--config", str(config_path), "run-due", env=env)
     assert result.returncode == 0, result.stderr
     assert "finishing a delivery that was interrupted" in result.stderr
     assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
-    statuses = {d.recipient: d.status for d in History.at(state).deliveries()}
+    statuses = {d.recipient: d.status for d in backend.history().deliveries()}
     assert statuses == {"analyst@example.org": "sent", "desk@example.org": "sent", "editor@example.org": "sent"}

@@ -48,9 +48,10 @@ def test_a_finished_slot_is_never_claimed_again(tmp_path: Path, status: str) -> 
     history.finish_run(run, status, AT)
     for _ in range(2):  # a repeated call, on time
         assert history.start_run("r", date(2025, 11, 3), "run-due", AT + timedelta(seconds=5), "2025-11-03T08:00") is None
-    # Only an abandoned slot (its process died) is claimed again.
-    history.finish_run(run, "abandoned", AT)
-    assert history.start_run("r", date(2025, 11, 3), "run-due", AT, "2025-11-03T08:00") is not None
+    # Only an abandoned slot (its process died: swept as such at the next start) is claimed again.
+    other = history.start_run("r", date(2025, 11, 4), "schedule", AT, "2025-11-04T08:00")
+    assert other is not None and history.abandon_running(AT + timedelta(days=1))
+    assert history.start_run("r", date(2025, 11, 4), "run-due", AT + timedelta(days=1), "2025-11-04T08:00") is not None
 
 
 def test_at_a_fall_back_the_repeated_wall_time_is_the_same_finished_slot(tmp_path: Path) -> None:

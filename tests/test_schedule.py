@@ -121,39 +121,46 @@ def _history_rows(state: Path) -> list[tuple]:
         return db.execute("SELECT report, slot, edition_date, trigger, status, error FROM runs ORDER BY id").fetchall()
 
 
-def test_run_due_twice_runs_once(tmp_path: Path) -> None:
+def _rows(backend) -> list[tuple]:
+    """The runs, on either database (tests/servers.py)."""
+    return backend.rows("SELECT report, slot, edition_date, trigger, status, error FROM runs ORDER BY id")
+
+
+def test_run_due_twice_runs_once(tmp_path: Path, backend) -> None:
     config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * 1", **FAST)])
-    first = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00"))
+    first = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:20+05:00") | backend.env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "r 2025-11-03T08:00 ok"
-    second = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:50+05:00"))
+    second = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:00:50+05:00") | backend.env)
     assert second.returncode == 0 and second.stdout == ""
     assert "nothing due" in second.stderr
-    rows = _history_rows(tmp_path / "state" / "history.sqlite")
+    rows = _rows(backend)
     assert rows == [("r", "2025-11-03T08:00", "2025-11-03", "run-due", "ok", None)]
     assert (tmp_path / "output" / "r" / "2025-11-03" / "r.en.html").is_file()
 
 
-def test_dst_fall_back_runs_once(tmp_path: Path) -> None:
+def test_dst_fall_back_runs_once(tmp_path: Path, backend) -> None:
     config_path = make_project(tmp_path, [report_block("ny", schedule="30 1 * * *", timezone="America/New_York",
                                                        extra='catch_up = "all"', **FAST)])
     # 01:31 EDT, then 01:31 EST an hour later: 01:30 comes round twice, but it is one slot,
     # which fires at its first occurrence.
     for now in ("2025-11-02T01:31:00-04:00", "2025-11-02T01:31:00-05:00"):
-        result = run_cli("--config", str(config_path), "run-due", env=_env(now))
+        result = run_cli("--config", str(config_path), "run-due", env=_env(now) | backend.env)
         assert result.returncode == 0, result.stderr
-    rows = _history_rows(tmp_path / "state" / "history.sqlite")
+    rows = _rows(backend)
     assert [(r[1], r[4]) for r in rows] == [("2025-11-02T01:30", "ok")]
 
 
-def test_catch_up_all_renders_each_missed_edition(tmp_path: Path) -> None:
+def test_catch_up_all_renders_each_missed_edition(tmp_path: Path, backend) -> None:
     config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * *", extra='catch_up = "all"\ngrace = "3d"', **FAST)])
-    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-01T08:00:10+05:00")).returncode == 0
+    assert run_cli("--config", str(config_path), "run-due", env=_env("2025-11-01T08:00:10+05:00") | backend.env).returncode == 0
     # Down from 1 November until 4 November 09:00.
-    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-04T09:00:00+05:00"))
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-04T09:00:00+05:00") | backend.env)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "output" / "r").iterdir() if p.is_dir()) == [
         "2025-11-01", "2025-11-02", "2025-11-03", "2025-11-04"]
+    assert [(r[1], r[4]) for r in _rows(backend)] == [("2025-11-01T08:00", "ok"), ("2025-11-02T08:00", "ok"),
+                                                      ("2025-11-03T08:00", "ok"), ("2025-11-04T08:00", "ok")]
 
 
 def test_catch_up_skip_records_skipped_slots(tmp_path: Path) -> None:
@@ -195,11 +202,11 @@ def test_hung_render_is_stopped_by_the_timeout(tmp_path: Path) -> None:
     assert not edition.exists() or not list(edition.glob(".*.part"))
 
 
-def _start_service(config_path: Path, now: str, *extra: str) -> subprocess.Popen:
+def _start_service(config_path: Path, now: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     # A session of its own, as under systemd: a signal can go to its whole process group.
     return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "REPORTER_NOW": now}, start_new_session=True)
+                            env={**os.environ, "REPORTER_NOW": now, **(env or {})}, start_new_session=True)
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
@@ -262,10 +269,9 @@ class _Log:
         return any(text in line for line in self.lines)
 
 
-def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Path) -> None:
+def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Path, backend) -> None:
     config_path, fifo = _held(tmp_path)
-    state = tmp_path / "state" / "history.sqlite"
-    service = _start_service(config_path, "2025-11-03T08:00:20+05:00")
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", env=backend.env)
     log = _Log(service)
     _wait_for(lambda: log.has("r 2025-11-03: loading brief"))  # the render is at its data, and waits
     service.kill()
@@ -275,13 +281,13 @@ def test_kill_9_mid_render_then_restart_gives_one_complete_edition(tmp_path: Pat
     fifo.unlink()
     fifo.write_text(SERIES, encoding="utf-8")  # the data is there for the next start
     # The lock died with the process: a new scheduler starts without any clean-up.
-    service = _start_service(config_path, "2025-11-03T08:01:00+05:00")
+    service = _start_service(config_path, "2025-11-03T08:01:00+05:00", env=backend.env)
     try:
-        _wait_for(lambda: _statuses(state)[-1:] == ["ok"])
+        _wait_for(lambda: [r[4] for r in _rows(backend)][-1:] == ["ok"])
     finally:
         service.send_signal(signal.SIGTERM)
         service.communicate(timeout=30)
-    rows = _history_rows(state)
+    rows = _rows(backend)
     assert [(r[1], r[4]) for r in rows] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
     assert sorted(p.name for p in edition.iterdir()) == ["manifest.json", "r.en.html", "r.en.pdf", "r.ru.html", "r.ru.pdf"]
 
@@ -326,24 +332,20 @@ def test_damaged_history_is_an_error_and_is_kept(tmp_path: Path) -> None:
     assert state.read_bytes() == b"this is not a database" * 100
 
 
-def test_a_slot_left_running_by_a_dead_scheduler_runs_again_even_if_its_pid_is_reused(tmp_path: Path) -> None:
+def test_a_slot_left_running_by_a_dead_scheduler_runs_again_even_if_its_pid_is_reused(tmp_path: Path, backend) -> None:
     import socket
 
     config_path = make_project(tmp_path, [report_block("r", **FAST)])
-    state = tmp_path / "state" / "history.sqlite"
-    from reporter.state.history import History
-
-    history = History.at(state)
+    history = backend.history()
     # As a crashed scheduler would leave it: its pid (1) is alive again, in another process.
     history.start_run("r", datetime(2025, 11, 3).date(), "schedule", datetime(2025, 11, 3, 3, 0, tzinfo=timezone.utc),
                       slot="2025-11-03T08:00")
-    with sqlite3.connect(state) as db:
-        db.execute("UPDATE runs SET owner = ?", (f"{socket.gethostname()}:1",))
+    backend.execute("UPDATE runs SET owner = :owner", {"owner": f"{socket.gethostname()}:1"})
     history.set_evaluated_until("r", datetime(2025, 11, 3, 3, 0, 10, tzinfo=timezone.utc))
     history.close()
-    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:05:00+05:00"))
+    result = run_cli("--config", str(config_path), "run-due", env=_env("2025-11-03T08:05:00+05:00") | backend.env)
     assert result.returncode == 0, result.stderr
-    assert [(r[1], r[4]) for r in _history_rows(state)] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
+    assert [(r[1], r[4]) for r in _rows(backend)] == [("2025-11-03T08:00", "abandoned"), ("2025-11-03T08:00", "ok")]
 
 
 def test_sigterm_lets_a_render_in_progress_finish(tmp_path: Path) -> None:

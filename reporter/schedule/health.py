@@ -34,7 +34,7 @@ def status(project: Project, history: History, now: datetime) -> dict[str, Any]:
     """Every report's state, and ``ok`` only if none needs attention."""
     reports = [_report_status(project, report, history, now) for report in project.reports.values()]
     return {"version": VERSION, "ok": all(r["ok"] for r in reports), "checked_at": _iso(now),
-            "state": str(project.state_path), "reports": reports}
+            "state": history.location, "reports": reports}
 
 
 def _report_status(project: Project, report: Report, history: History, now: datetime) -> dict[str, Any]:

@@ -108,7 +108,13 @@ class Service:
         # Who must get the edition is written with it, in one transaction: from here on the
         # ledger knows, whatever happens to the delivery.
         pending = self.delivery.recipients_of(report) if status == "ok" and self.delivery else []
-        self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts, pending=pending)
+        if not self.history.finish_run(run_id, status, self.clock(), error=error, files=artifacts, pending=pending):
+            # Recorded as abandoned while it rendered: this scheduler lost the lead, and another
+            # runs the slot again. Delivering is that one's job now.
+            log.warning("%s slot %s: finished, but the slot was taken over meanwhile (this scheduler lost the lead): "
+                        "left to the new leader", report.id, slot.key,
+                        extra={"fields": {"event": "taken-over", **fields}})
+            return slot, "abandoned"
         if status == "ok":
             log.info("%s slot %s: ok in %.1f s, %d files (worker %d)", report.id, slot.key, seconds, len(artifacts),
                      worker, extra={"fields": {"event": "ok", "seconds": round(seconds, 2), "worker": worker, **fields}})
@@ -175,12 +181,13 @@ class Service:
         self._threads.shutdown(wait=True)
 
 
-def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
+def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: threading.Event | None = None) -> None:
     """The long-running scheduler: catch up, then wake at each slot until SIGTERM or SIGINT.
 
     Each report has one one-shot APScheduler job at its next fire instant, computed here; when
     it wakes, the due slots run and the next wake is armed. ``system_clock`` is the real time,
-    by which APScheduler keeps its own.
+    by which APScheduler keeps its own. ``stopping`` may be set already (a signal that came
+    while the caller stood by), and is set by the signal handlers installed here.
     """
     import signal  # noqa: PLC0415
 
@@ -195,7 +202,7 @@ def serve(service: Service, stop_grace: float, system_clock: Clock) -> None:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=timezone.utc,
     )
-    stopping = threading.Event()
+    stopping = stopping or threading.Event()
     arming = threading.Lock()
     armed: dict[str, tuple[datetime, datetime | None]] = {}  # report id: (armed after, the fire it found)
 

@@ -1,118 +1,40 @@
-"""The history: a ledger of runs, their artifacts, and deliveries, in SQLite (SQLAlchemy Core).
+"""The history: a ledger of runs, their artifacts, and deliveries, over SQLAlchemy Core.
 
-Everything goes through :class:`History`, a small storage interface, so that SQLite today and
-PostgreSQL later differ only in the URL. SQLite runs in WAL mode with ``BEGIN IMMEDIATE``
+Everything goes through :class:`History`, a small storage interface; callers do not know which
+database is behind it. SQLite (the default) runs in WAL mode with ``BEGIN IMMEDIATE``
 transactions: a crash mid-write leaves the last committed state, and two processes that claim
-the same scheduled slot cannot both win. A locked or damaged file raises
-:class:`~reporter.errors.StateError`; it is never silently replaced.
+the same scheduled slot cannot both win. PostgreSQL (``REPORTER_STATE_URL``) is shared by
+several hosts: there every claim locks the row it decides on, and a claim's owner is alive while
+its process holds its presence lock (:mod:`.backend`). A locked, damaged or unreachable database
+raises :class:`~reporter.errors.StateError`; it is never silently replaced.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import socket
 import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DatabaseError, IntegrityError, OperationalError
 
 from ..errors import Problem, StateError
 from ..liveness import pid_alive
-
-metadata = sa.MetaData()
-
-slots = sa.Table(
-    "slots", metadata,
-    sa.Column("report", sa.String, primary_key=True),
-    sa.Column("slot", sa.String, primary_key=True,
-              doc="scheduled time as wall-clock time in the report's zone, e.g. 2025-11-03T08:00;"
-                  " a time that occurs twice at a DST fall-back is one slot"),
-    sa.Column("edition_date", sa.String, nullable=False),
-    sa.Column("state", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
-    sa.Column("run_id", sa.Integer),
-)
-runs = sa.Table(
-    "runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("report", sa.String, nullable=False, index=True),
-    sa.Column("edition_date", sa.String, nullable=False),
-    sa.Column("slot", sa.String, doc="the slot (see slots.slot), or NULL for a manual render"),
-    sa.Column("trigger", sa.String, nullable=False, doc="manual | schedule | catch-up | run-due"),
-    sa.Column("started_at", sa.String, nullable=False),
-    sa.Column("finished_at", sa.String),
-    sa.Column("status", sa.String, nullable=False, doc="running | ok | failed | skipped | abandoned"),
-    sa.Column("error", sa.Text),
-    sa.Column("owner", sa.String, nullable=False, doc="host:pid of the process that ran it"),
-)
-cursors = sa.Table(
-    "cursors", metadata,
-    sa.Column("report", sa.String, primary_key=True),
-    sa.Column("until", sa.String, nullable=False, doc="UTC time up to which due slots were decided"),
-)
-artifacts = sa.Table(
-    "artifacts", metadata,
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
-    sa.Column("path", sa.String, nullable=False),
-    sa.Column("lang", sa.String, nullable=False),
-    sa.Column("format", sa.String, nullable=False),
-    sa.Column("sha256", sa.String, nullable=False),
-    sa.Column("size", sa.Integer, nullable=False),
-)
-deliveries = sa.Table(
-    "deliveries", metadata,
-    sa.Column("report", sa.String, primary_key=True),
-    sa.Column("edition_date", sa.String, primary_key=True),
-    sa.Column("lang", sa.String, primary_key=True),
-    sa.Column("recipient", sa.String, primary_key=True),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False,
-              doc="pending (to send) | sending (claimed) | sent | failed (retried while in the window) | rejected (5xx)"
-                  " | unchanged (send_if)"),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("reply", sa.Text, doc="the server's last reply, e.g. '250 OK' or '550 no such user'"),
-    sa.Column("message_id", sa.String),
-    sa.Column("sha256", sa.String, doc="sha256 of the attached PDF"),
-    sa.Column("updated_at", sa.String, nullable=False),
-    sa.Column("forced", sa.Boolean, nullable=False, default=False),
-    sa.Column("owner", sa.String, doc="host:pid of the process sending it now (status 'sending')"),
-    sa.Column("content", sa.String, doc="digest of what the edition says (data and texts), for send_if"),
-)
-
-notices = sa.Table(
-    "notices", metadata,
-    sa.Column("report", sa.String, primary_key=True),
-    sa.Column("kind", sa.String, primary_key=True, doc="render (a scheduled render failed) | delivery (not delivered to everyone)"
-              " | expired (still not, when retry_for ran out)"),
-    sa.Column("about", sa.String, primary_key=True, doc="the slot (render) or the edition date (delivery)"),
-    sa.Column("recipient", sa.String, primary_key=True, doc="an on_failure address"),
-    sa.Column("edition_date", sa.String, nullable=False),
-    sa.Column("lang", sa.String, nullable=False),
-    sa.Column("error", sa.Text, nullable=False, doc="what failed, as the notice tells it"),
-    sa.Column("status", sa.String, nullable=False, doc="pending | sending | sent | failed | resolved"),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("reply", sa.Text),
-    sa.Column("message_id", sa.String),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("updated_at", sa.String, nullable=False),
-    sa.Column("owner", sa.String),
-)
+from . import schema
+from .backend import (Session, close_session, current_schema, engine_for, fenced, live_keys, open_session, pg_problem,
+                      presence_key, serialise_upgrade)
+from .schema import artifacts, cursors, deliveries, metadata, notices, runs, slots  # noqa: F401 - metadata for callers
+from .target import StateTarget, node, owner, parse_url, sqlite_target
 
 _MOVE_ASIDE = "move it aside, then `reporter adopt` rebuilds it from the editions on disk"
 
 UNDELIVERED = ("pending", "sending", "failed")
 """Ledger statuses of a message the recipient does not have yet and that a scheduled retry may send."""
-
-
-def owner() -> str:
-    """This process, as recorded against what it is doing (``host:pid``); forks get their own."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _sender() -> str:
@@ -121,9 +43,10 @@ def _sender() -> str:
 
 
 def owner_alive(name: str) -> bool:
-    """Whether the process named by :func:`owner` still runs (unknown hosts count as gone)."""
+    """With SQLite: whether the process named by :func:`owner` still runs (other hosts count as gone,
+    since a SQLite history has one host)."""
     host, _, pid = name.split("/")[0].rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and pid_alive(int(pid))
+    return host == node() and pid.isdigit() and pid_alive(int(pid))
 
 
 def _iso(moment: datetime) -> str:
@@ -229,30 +152,43 @@ class DeliveryRecord:
 
 
 class History:
-    """The run and delivery ledger behind a database URL (``sqlite:///path`` by default)."""
+    """The run and delivery ledger behind a database: a SQLite file, or a PostgreSQL database."""
 
-    def __init__(self, url: str, *, where: str | None = None) -> None:
-        self.where = where or url
-        self.engine = sa.create_engine(url, connect_args={"timeout": 10} if url.startswith("sqlite") else {})
-        if url.startswith("sqlite"):
-            self._sqlite_pragmas()
+    def __init__(self, target: StateTarget | str, *, where: str | None = None) -> None:
+        if isinstance(target, str):
+            target = (sqlite_target(Path(target.removeprefix("sqlite:///"))) if target.startswith("sqlite:///")
+                      else parse_url(target))
+        self.target = target
+        self.where = where or target.where
+        self.location = target.shown  # what may be printed: the file, or the URL without its password
+        self.postgres = target.postgres
+        self._session: Session | None = None
+        self._session_lock = threading.Lock()
+        self._fence = False
+        self.upgraded: list[str] = []
+        self.engine = engine_for(target)
         self._reader = self.engine.execution_options(readonly=True)
         try:
-            # Check with a read first: creating takes the write lock, which a reader must not wait for.
+            # Check with a read first: an upgrade takes the write lock, which a reader must not wait for.
             with self._reader.connect() as conn:
-                inspector = sa.inspect(conn)
-                existing = set(inspector.get_table_names())
-                outdated = [f"{name}.{column}" for name in existing & set(metadata.tables)
-                            for column in metadata.tables[name].columns.keys()
-                            if column not in {c["name"] for c in inspector.get_columns(name)}]
-            if outdated:
-                # No migrations yet: say so rather than fail later on a missing column.
-                raise StateError([Problem(self.where, "", "the history database was made by an older reporter "
-                                          f"(no column {', '.join(outdated)}); move it aside to start a new one")])
-            if not set(metadata.tables) <= existing:
-                metadata.create_all(self.engine)
-        except DatabaseError as exc:
-            raise self._error(exc) from None
+                found, _tables = schema.current(conn)
+                self.schema = current_schema(conn) if self.postgres else None
+            schema.check_version(found, self.where)
+            if found != schema.VERSION:
+                with self.engine.begin() as conn:
+                    if self.postgres:
+                        serialise_upgrade(conn)
+                    self.upgraded = schema.upgrade(conn, self.where)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise self._error(exc) from exc
+
+    @classmethod
+    def open(cls, target: StateTarget) -> "History":
+        """The history at ``target``: a SQLite file (its folder made if needed), or a PostgreSQL database."""
+        if target.postgres:
+            return cls(target)
+        return cls.at(target.path)
 
     @classmethod
     def at(cls, path: Path) -> "History":
@@ -262,32 +198,19 @@ class History:
             raise StateError([Problem(str(path), "", f"cannot create its folder: {exc.strerror}")]) from None
         if path.is_dir():
             raise StateError([Problem(str(path), "", "is a folder, not a history database file")])
-        return cls(f"sqlite:///{path}", where=str(path))
-
-    def _sqlite_pragmas(self) -> None:
-        # pysqlite's own transaction handling defers BEGIN; take control so every write
-        # transaction is BEGIN IMMEDIATE (the documented SQLAlchemy recipe).
-        @event.listens_for(self.engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @event.listens_for(self.engine, "begin")
-        def _begin(connection: Any) -> None:
-            # Writers take the write lock up front; readers use WAL's snapshot and never wait.
-            readonly = connection.get_execution_options().get("readonly")
-            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        return cls(sqlite_target(path))
 
     def check(self) -> None:
         """Read every page (``PRAGMA quick_check``); raise :class:`StateError` if any is damaged.
 
         SQLite reads only the pages a query needs, so a damaged page can go unnoticed for months
-        until a write lands on it; a scheduler checks the whole file at start-up instead.
+        until a write lands on it; a scheduler checks the whole file at start-up instead. A
+        PostgreSQL server checks its own pages; there, this only proves that the database answers.
         """
+        if self.postgres:
+            self._run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar(), readonly=True)
+            return
+
         def quick_check(conn: sa.Connection) -> list[str]:
             return [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check")]
         try:
@@ -308,6 +231,8 @@ class History:
         return self._run(lambda conn: conn.execute(sa.select(runs.c.id).limit(1)).first() is not None, readonly=True)
 
     def _error(self, exc: Exception) -> StateError:
+        if self.postgres:
+            return pg_problem(self.target, exc)
         text = str(getattr(exc, "orig", exc))
         if "locked" in text:
             message = "the history database is locked by another process; try again"
@@ -317,17 +242,59 @@ class History:
             message = f"cannot use the history database: {text}"
         return StateError([Problem(self.where, "", message)])
 
-    def _run(self, fn, *, readonly: bool = False):
+    def _run(self, fn: Callable[[sa.Connection], Any], *, readonly: bool = False) -> Any:
         try:
             with (self._reader if readonly else self.engine).begin() as conn:
                 return fn(conn)
         except (OperationalError, DatabaseError) as exc:
             if isinstance(exc, IntegrityError):
                 raise
-            raise self._error(exc) from None
+            raise self._error(exc) from exc
 
     def close(self) -> None:
+        with self._session_lock:
+            if self._session is not None:
+                close_session(self._session)
+                self._session = None
         self.engine.dispose()
+
+    # --- who is alive, who leads (PostgreSQL) ----------------------------------------------
+
+    def session(self) -> Session | None:
+        """This process's session connection to a PostgreSQL state (made at first need); None with SQLite.
+
+        Made before this process records itself as the owner of anything, so that others can
+        tell while it lives.
+        """
+        if not self.postgres:
+            return None
+        with self._session_lock:
+            if self._session is None:
+                self._session = open_session(self.target)
+            return self._session
+
+    def drop_session(self) -> None:
+        """Forget a session whose connection failed; the next :meth:`session` makes a new one."""
+        with self._session_lock:
+            if self._session is not None:
+                close_session(self._session, broken=True)
+                self._session = None
+
+    def lead(self) -> None:
+        """From now on, claim slots only while this process's session holds the leader lock.
+
+        Checked inside each claim's transaction, by the server: a scheduler that lost its
+        connection, and with it the lead, can never claim another slot, even before it notices.
+        """
+        self._fence = self.postgres
+
+    def _alive(self, conn: sa.Connection | None = None) -> Callable[[str], bool]:
+        """A test of whether the process that recorded an owner still runs, as of now (on ``conn``, if given)."""
+        if not self.postgres:
+            return owner_alive
+        me = owner()
+        held = live_keys(conn) if conn is not None else self._run(live_keys, readonly=True)
+        return lambda name: name.split("/")[0] == me or presence_key(self.schema, name) in held
 
     # --- runs ---------------------------------------------------------------------------
 
@@ -339,22 +306,29 @@ class History:
         ``failed``, ``skipped``) or is running, so a slot never runs twice. An ``abandoned``
         slot (its process died) may be claimed again.
         """
+        session = self.session()  # present before anything is recorded under this process's name
+
         def claim(conn: sa.Connection) -> int | None:
-            slot_key = slot
-            if slot_key:
-                row = conn.execute(sa.select(slots.c.state).where(
-                    slots.c.report == report, slots.c.slot == slot_key)).first()
-                if row and row.state != "abandoned":
-                    return None
+            if slot:
+                if self._fence and not fenced(conn, session):
+                    raise StateError([Problem(self.where, "", f"{report} slot {slot}: not claimed, because this scheduler "
+                                              "no longer leads (its connection to the state database was lost)")])
+                # The slot's row is inserted, or locked if it exists, before it is decided: two
+                # processes claiming the same slot queue here, and the second sees the first's claim.
+                inserted = _added(conn, _insert(conn, slots).values(
+                    report=report, slot=slot, edition_date=edition_date.isoformat(), state="running", run_id=None),
+                    ["report", "slot"])
+                if not inserted:
+                    state = conn.execute(sa.select(slots.c.state).where(
+                        slots.c.report == report, slots.c.slot == slot).with_for_update()).scalar()
+                    if state != "abandoned":
+                        return None
             run_id = conn.execute(runs.insert().values(
-                report=report, edition_date=edition_date.isoformat(), slot=slot_key, trigger=trigger,
+                report=report, edition_date=edition_date.isoformat(), slot=slot, trigger=trigger,
                 started_at=_iso(now), status="running", owner=owner())).inserted_primary_key[0]
-            if slot_key:
-                values = dict(edition_date=edition_date.isoformat(), state="running", run_id=run_id)
-                updated = conn.execute(slots.update().where(
-                    slots.c.report == report, slots.c.slot == slot_key).values(**values)).rowcount
-                if not updated:
-                    conn.execute(slots.insert().values(report=report, slot=slot_key, **values))
+            if slot:
+                conn.execute(slots.update().where(slots.c.report == report, slots.c.slot == slot).values(
+                    edition_date=edition_date.isoformat(), state="running", run_id=run_id))
             return run_id
         return self._run(claim)
 
@@ -368,16 +342,20 @@ class History:
         return True
 
     def finish_run(self, run_id: int, status: str, now: datetime, *, error: str | None = None,
-                   files: Sequence[Any] = (), pending: Sequence[tuple[str, str, str]] = ()) -> None:
-        """Record how a run ended and, for ``ok``, the artifacts it wrote.
+                   files: Sequence[Any] = (), pending: Sequence[tuple[str, str, str]] = ()) -> bool:
+        """Record how a run ended and, for ``ok``, the artifacts it wrote; False if it was no longer running.
 
         ``pending`` are (language, address, kind) of the recipients who must get the edition: each
         gets a ``pending`` ledger row in the same transaction, unless it has one already, so no
         edition is ever written without the ledger knowing who still needs it.
+
+        A run recorded as abandoned meanwhile keeps that verdict: its scheduler lost the lead, and
+        the new leader took its slot over.
         """
-        def finish(conn: sa.Connection) -> None:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(
-                status=status, finished_at=_iso(now), error=error))
+        def finish(conn: sa.Connection) -> bool:
+            if not conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running").values(
+                    status=status, finished_at=_iso(now), error=error)).rowcount:
+                return False
             conn.execute(slots.update().where(slots.c.run_id == run_id).values(state=status))
             for item in files:
                 conn.execute(artifacts.insert().values(
@@ -386,7 +364,8 @@ class History:
             if pending:
                 report, day = conn.execute(sa.select(runs.c.report, runs.c.edition_date).where(runs.c.id == run_id)).one()
                 _add_pending(conn, report, day, pending, now)
-        self._run(finish)
+            return True
+        return self._run(finish)
 
     def add_pending(self, report: str, edition_date: date, recipients: Sequence[tuple[str, str, str]],
                     now: datetime) -> None:
@@ -397,17 +376,25 @@ class History:
         """Mark runs whose process is gone as ``abandoned``; return (id, report, edition date) of each.
 
         Called at start-up by the process holding the scheduler lock. Scheduled runs are only
-        ever started by that lock's holder, so any still ``running`` belong to a process that
-        died (``kill -9``, power loss), even if its pid has since been reused. A manual render
-        (no slot) may be in progress in another process: that one is checked with :func:`owner_alive`.
+        ever started by that lock's holder. With SQLite, that is this host's ``flock``, so any
+        still ``running`` belong to a process that died (``kill -9``, power loss), even if its pid
+        has since been reused; a manual render (no slot) may be in progress in another process:
+        that one is checked with :func:`owner_alive`. With PostgreSQL, the runs may be any
+        host's: a run is abandoned when its process holds no presence lock, which it held on the
+        same connection as the leader lock, so a run of the leader before this one is always
+        found abandoned, and a manual render on a live host never is.
         """
         def sweep(conn: sa.Connection) -> list[tuple[int, str, str]]:
             rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.slot, runs.c.report, runs.c.edition_date)
                                 .where(runs.c.status == "running")).all()
-            dead = [row for row in rows if row.slot is not None or not owner_alive(row.owner)]
+            if self.postgres:
+                alive = self._alive(conn)
+                dead = [row for row in rows if not alive(row.owner)]
+            else:
+                dead = [row for row in rows if row.slot is not None or not owner_alive(row.owner)]
             stale = [row.id for row in dead]
             if stale:
-                conn.execute(runs.update().where(runs.c.id.in_(stale)).values(
+                conn.execute(runs.update().where(runs.c.id.in_(stale), runs.c.status == "running").values(
                     status="abandoned", finished_at=_iso(now), error="the process running it stopped before it finished"))
                 conn.execute(slots.update().where(slots.c.run_id.in_(stale)).values(state="abandoned"))
             return [(row.id, row.report, row.edition_date) for row in dead]
@@ -424,10 +411,10 @@ class History:
         """Move the report's cursor forward to ``moment``; it never moves back."""
         def put(conn: sa.Connection) -> None:
             value = moment.astimezone(timezone.utc).isoformat()
-            old = conn.execute(sa.select(cursors.c.until).where(cursors.c.report == report)).scalar()
-            if old is None:
-                conn.execute(cursors.insert().values(report=report, until=value))
-            elif datetime.fromisoformat(old) < moment:
+            if _added(conn, _insert(conn, cursors).values(report=report, until=value), ["report"]):
+                return
+            old = conn.execute(sa.select(cursors.c.until).where(cursors.c.report == report).with_for_update()).scalar()
+            if datetime.fromisoformat(old) < moment:
                 conn.execute(cursors.update().where(cursors.c.report == report).values(until=value))
         self._run(put)
 
@@ -469,26 +456,29 @@ class History:
         processes delivering the same edition at once cannot both send.
         """
         key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
+        self.session()  # present before a row names this process as its sender
 
         def claim(conn: sa.Connection) -> str | None:
             where = [deliveries.c[k] == v for k, v in key.items()]
-            row = conn.execute(sa.select(deliveries.c.status, deliveries.c.owner).where(*where)).first()
-            if row and row.owner and row.owner != _sender() and owner_alive(row.owner):
+            # The row is locked while this is decided (or inserted, if there was none): a second
+            # sender waits here and then sees the first one's claim.
+            row = conn.execute(sa.select(deliveries.c.status, deliveries.c.owner).where(*where).with_for_update()).first()
+            if row is None:
+                if _added(conn, _insert(conn, deliveries).values(
+                        **key, kind=kind, status="sending", attempts=0, owner=_sender(), updated_at=_iso(now)), key):
+                    return None
+                row = conn.execute(sa.select(deliveries.c.status, deliveries.c.owner).where(*where).with_for_update()).one()
+            if row.owner and row.owner != _sender() and self._alive(conn)(row.owner):
                 return "sending"
-            if row and row.status == "sent" and not force:
+            if row.status == "sent" and not force:
                 return "sent"
-            if row:
-                # A forced resend keeps the row "sent" while it goes: the earlier copy was delivered.
-                if row.status == "sent":
-                    # The earlier delivery stays on record as it was (when it was sent, too);
-                    # only the claim is new. A failed resend then leaves it untouched.
-                    conn.execute(deliveries.update().where(*where).values(owner=_sender()))
-                else:
-                    conn.execute(deliveries.update().where(*where).values(status="sending", owner=_sender(),
-                                                                          updated_at=_iso(now)))
+            if row.status == "sent":
+                # A forced resend: the earlier delivery stays on record as it was (when it was
+                # sent, too); only the claim is new, so a failed resend leaves it untouched.
+                conn.execute(deliveries.update().where(*where).values(owner=_sender()))
             else:
-                conn.execute(deliveries.insert().values(**key, kind=kind, status="sending", attempts=0,
-                                                        owner=_sender(), updated_at=_iso(now)))
+                conn.execute(deliveries.update().where(*where).values(status="sending", owner=_sender(),
+                                                                      updated_at=_iso(now)))
             return None
         return self._run(claim)
 
@@ -511,9 +501,8 @@ class History:
                       sha256=sha256, updated_at=_iso(now), forced=forced, owner=None, content=content)
 
         def upsert(conn: sa.Connection) -> None:
-            where = [deliveries.c[k] == v for k, v in key.items()]
-            if not conn.execute(deliveries.update().where(*where).values(**values)).rowcount:
-                conn.execute(deliveries.insert().values(**key, **values))
+            conn.execute(_insert(conn, deliveries).values(**key, **values)
+                         .on_conflict_do_update(index_elements=list(key), set_=values))
         self._run(upsert)
 
     def undelivered(self, report: str | None = None) -> list[DeliveryRecord]:
@@ -526,21 +515,27 @@ class History:
                 query = query.where(deliveries.c.report == report)
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
         rows = self._run(get, readonly=True)
-        return [row for row in rows if not (row.owner and owner_alive(row.owner))]
+        alive = self._alive()
+        return [row for row in rows if not (row.owner and alive(row.owner))]
 
     def note_undelivered(self, report: str, edition_date: date, keys: Sequence[tuple[str, str]], reason: str,
                          now: datetime, *, status: str | None = None) -> None:
         """Say on the rows of (language, address) why they were not sent; ``status`` changes it too.
 
-        A row that was ``sent`` meanwhile is left alone.
+        A row that was ``sent`` meanwhile is left alone, and so is one that another live process
+        is sending right now: its claim stands.
         """
         def note(conn: sa.Connection) -> None:
             values = dict(reply=reason, updated_at=_iso(now), owner=None) | ({"status": status} if status else {})
+            alive = self._alive(conn)
             for lang, recipient in keys:
-                conn.execute(deliveries.update().where(
-                    deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
-                    deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower(),
-                    deliveries.c.status.in_(UNDELIVERED)).values(**values))
+                where = [deliveries.c.report == report, deliveries.c.edition_date == edition_date.isoformat(),
+                         deliveries.c.lang == lang, deliveries.c.recipient == recipient.lower(),
+                         deliveries.c.status.in_(UNDELIVERED)]
+                row = conn.execute(sa.select(deliveries.c.owner).where(*where).with_for_update()).first()
+                if row is None or (row.owner and row.owner != _sender() and alive(row.owner)):
+                    continue
+                conn.execute(deliveries.update().where(*where).values(**values))
         self._run(note)
 
     def edition_written_at(self, report: str, edition_date: date) -> datetime | None:
@@ -612,12 +607,9 @@ class History:
         key = dict(report=report, edition_date=edition_date.isoformat(), lang=lang, recipient=recipient.lower())
 
         def adopt(conn: sa.Connection) -> bool:
-            if conn.execute(sa.select(deliveries.c.status).where(*[deliveries.c[k] == v for k, v in key.items()])).first():
-                return False
-            conn.execute(deliveries.insert().values(
+            return _added(conn, _insert(conn, deliveries).values(
                 **key, kind=kind, status=status, attempts=attempts, reply=reply, message_id=message_id,
-                sha256=sha256, updated_at=_iso(at), forced=forced, owner=None, content=content))
-            return True
+                sha256=sha256, updated_at=_iso(at), forced=forced, owner=None, content=content), key)
         return self._run(adopt)
 
     # --- failure notices ----------------------------------------------------------------
@@ -626,14 +618,10 @@ class History:
                    error: str, now: datetime) -> bool:
         """Queue a failure notice unless this one was queued before (each is sent once); True if new."""
         def add(conn: sa.Connection) -> bool:
-            key = [notices.c.report == report, notices.c.kind == kind, notices.c.about == about,
-                   notices.c.recipient == recipient.lower()]
-            if conn.execute(sa.select(notices.c.status).where(*key)).first():
-                return False
-            conn.execute(notices.insert().values(
+            return _added(conn, _insert(conn, notices).values(
                 report=report, kind=kind, about=about, recipient=recipient.lower(), edition_date=edition_date.isoformat(),
-                lang=lang, error=error, status="pending", attempts=0, created_at=_iso(now), updated_at=_iso(now)))
-            return True
+                lang=lang, error=error, status="pending", attempts=0, created_at=_iso(now), updated_at=_iso(now)),
+                ["report", "kind", "about", "recipient"])
         return self._run(add)
 
     def notices(self, report: str | None = None, *, unsent: bool = False) -> list[NoticeRecord]:
@@ -646,15 +634,21 @@ class History:
                 query = query.where(notices.c.status.in_(UNDELIVERED))
             return [NoticeRecord(**row) for row in conn.execute(query).mappings()]
         rows = self._run(get, readonly=True)
-        return [r for r in rows if not (unsent and r.owner and owner_alive(r.owner))]
+        if not unsent:
+            return rows
+        alive = self._alive()
+        return [r for r in rows if not (r.owner and alive(r.owner))]
 
     def claim_notice(self, notice: NoticeRecord, now: datetime) -> bool:
         """Take a notice to send it; False if it was sent or another live process has it."""
+        self.session()
+
         def claim(conn: sa.Connection) -> bool:
             where = [notices.c.report == notice.report, notices.c.kind == notice.kind,
                      notices.c.about == notice.about, notices.c.recipient == notice.recipient]
-            row = conn.execute(sa.select(notices.c.status, notices.c.owner).where(*where)).first()
-            if row is None or row.status not in UNDELIVERED or (row.owner and row.owner != _sender() and owner_alive(row.owner)):
+            row = conn.execute(sa.select(notices.c.status, notices.c.owner).where(*where).with_for_update()).first()
+            if row is None or row.status not in UNDELIVERED or (
+                    row.owner and row.owner != _sender() and self._alive(conn)(row.owner)):
                 return False
             conn.execute(notices.update().where(*where).values(status="sending", owner=_sender(), updated_at=_iso(now)))
             return True
@@ -674,6 +668,24 @@ def _add_pending(conn: sa.Connection, report: str, day: str, recipients: Sequenc
                  now: datetime) -> None:
     for lang, recipient, kind in recipients:
         key = dict(report=report, edition_date=day, lang=lang, recipient=recipient.lower())
-        if not conn.execute(sa.select(deliveries.c.status).where(*[deliveries.c[k] == v for k, v in key.items()])).first():
-            conn.execute(deliveries.insert().values(**key, kind=kind, status="pending", attempts=0,
-                                                    updated_at=_iso(now), forced=False))
+        conn.execute(_insert(conn, deliveries).values(**key, kind=kind, status="pending", attempts=0,
+                                                      updated_at=_iso(now), forced=False)
+                     .on_conflict_do_nothing(index_elements=list(key)))
+
+
+def _added(conn: sa.Connection, insert: Any, keys: Sequence[str]) -> bool:
+    """Run ``insert`` unless its row exists (by ``keys``); True if it added the row.
+
+    Told by RETURNING, not rowcount: drivers need not count the rows of an INSERT.
+    """
+    return conn.execute(insert.on_conflict_do_nothing(index_elements=list(keys))
+                        .returning(sa.literal_column("1"))).first() is not None
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """An INSERT that can say ON CONFLICT: both databases have it, in their own dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - no driver: only the SQL dialect
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415
+    return insert(table)

@@ -14,10 +14,10 @@ import signal
 import struct
 import traceback
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import Problem, StateError
+from .target import StateTarget
 
 
 def _send(fd: int, value: Any) -> None:
@@ -42,7 +42,7 @@ def _receive(fd: int) -> Any:
 class RunRecorder:
     """Records one run: started now, finished later, written by a forked helper."""
 
-    def __init__(self, state_path: Path, report: str, edition_date: date, trigger: str, now: datetime) -> None:
+    def __init__(self, state: StateTarget, report: str, edition_date: date, trigger: str, now: datetime) -> None:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         self._pid = os.fork()
@@ -53,14 +53,14 @@ class RunRecorder:
             os.close(self._from_child)
             code = 1
             try:
-                code = _helper(to_child_r, from_child_w, state_path, report, edition_date, trigger, now)
+                code = _helper(to_child_r, from_child_w, state, report, edition_date, trigger, now)
             finally:
                 os._exit(code)
         os.close(to_child_r)
         os.close(from_child_w)
         self._run_id: int | None = None
         self._failure: StateError | None = None
-        self._where = str(state_path)
+        self._where = state.where
 
     def wait_started(self) -> int:
         """Block until the run is recorded; raise the helper's :class:`StateError` if it was not."""
@@ -101,18 +101,18 @@ class RunRecorder:
         os.waitpid(self._pid, 0)
 
 
-def _helper(inbox: int, outbox: int, state_path: Path, report: str, edition_date: date, trigger: str,
+def _helper(inbox: int, outbox: int, state: StateTarget, report: str, edition_date: date, trigger: str,
             now: datetime) -> int:
     from .history import ArtifactRecord, History  # noqa: PLC0415 - the import this process exists for
 
     try:
-        history = History.at(state_path)
+        history = History.open(state)
         run_id = history.start_run(report, edition_date, trigger, now)
     except StateError as exc:
         _send(outbox, ("error", exc.problems))
         return 1
     except Exception:  # noqa: BLE001 - a bug here must reach the user, not vanish with the fork
-        _send(outbox, ("error", [Problem(str(state_path), "", traceback.format_exc(limit=3))]))
+        _send(outbox, ("error", [Problem(state.where, "", state.mask(traceback.format_exc(limit=3)))]))
         return 1
     _send(outbox, ("ok", run_id))
     try:

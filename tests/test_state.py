@@ -1,0 +1,422 @@
+"""The history on SQLite and on PostgreSQL: where it is, its versioned schema, claims under a race,
+who is alive, and what a bad REPORTER_STATE_URL says.
+
+Each test that takes ``backend`` runs on both databases: a SQLite file, and a database of its
+own on a real PostgreSQL server started for the session (tests/servers.py). Races are real:
+processes released together by a barrier, many times over.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import main_schema
+from conftest import run_cli
+from projects import make_project, report_block
+from reporter.errors import StateError
+from reporter.state import schema
+from reporter.state.target import mask, parse_url
+from servers import PASSWORD, Backend
+
+DAY = date(2025, 11, 3)
+NOW = datetime(2025, 11, 3, 3, 0, 20, tzinfo=timezone.utc)
+AT_SLOT = "2025-11-03T08:00:20+05:00"
+FAST = dict(languages='["en"]', formats='["html"]')
+
+
+def _project(folder: Path) -> Path:
+    return make_project(folder, [report_block("r", schedule="0 8 * * 1", **FAST)])
+
+
+def _versions(backend: Backend) -> list[tuple[int, str]]:
+    return [(v, note) for v, note in backend.rows("SELECT version, note FROM schema_version ORDER BY version")]
+
+
+def _indexes(backend: Backend) -> set[str]:
+    engine = sa.create_engine(backend.url if backend.server is None else backend.url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            return {index["name"] for table in ("runs", "deliveries", "notices") for index in inspector.get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+# --- the schema, versioned --------------------------------------------------------------------------
+
+
+def test_a_new_history_gets_the_current_schema_and_its_version(backend):
+    history = backend.history()
+    assert history.upgraded == []  # a new history is no news for the log
+    assert _versions(backend) == [(schema.VERSION, "created")]
+    assert {"ix_runs_status", "ix_runs_report_edition", "ix_deliveries_status", "ix_notices_status"} <= _indexes(backend)
+    assert backend.history().upgraded == []  # opened again: nothing to do
+
+
+def _made_by_main(backend: Backend) -> None:
+    """A history as the reporter before versions left it: main's tables, a run, a pending delivery."""
+    url = backend.url.replace("postgresql://", "postgresql+psycopg://")
+    backend.path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            main_schema.metadata.create_all(conn)
+            run_id = conn.execute(main_schema.runs.insert().values(
+                report="r", edition_date="2025-10-27", slot="2025-10-27T08:00", trigger="run-due",
+                started_at="2025-10-27T03:00:20+00:00", finished_at="2025-10-27T03:00:25+00:00", status="ok",
+                owner="old-host:42")).inserted_primary_key[0]
+            conn.execute(main_schema.slots.insert().values(report="r", slot="2025-10-27T08:00", edition_date="2025-10-27",
+                                                           state="ok", run_id=run_id))
+            conn.execute(main_schema.cursors.insert().values(report="r", until="2025-10-27T03:00:20+00:00"))
+            conn.execute(main_schema.deliveries.insert().values(
+                report="r", edition_date="2025-10-27", lang="en", recipient="desk@example.org", kind="to",
+                status="pending", attempts=0, updated_at="2025-10-27T03:00:25+00:00", forced=False))
+    finally:
+        engine.dispose()
+
+
+def test_a_history_made_by_the_previous_reporter_is_upgraded_not_refused(backend, tmp_path):
+    _made_by_main(backend)
+    config_path = _project(tmp_path)
+    # Nothing is due on that Wednesday: the scheduler opens the history, upgrades it and exits.
+    result = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NOW": "2025-11-05T12:00:00+05:00",
+                                                                   **backend.env})
+    assert result.returncode == 0, result.stderr
+    assert "recognised a history without a schema version as version 1" in result.stderr
+    assert f"upgraded the history to schema version 2: {schema.MIGRATIONS[2][0]}" in result.stderr
+    assert _versions(backend) == [(1, "found without a version: recognised as version 1"), (2, schema.MIGRATIONS[2][0])]
+    assert {"ix_runs_status", "ix_runs_report_edition", "ix_deliveries_status", "ix_notices_status"} <= _indexes(backend)
+    # What the old reporter recorded is all still there, and new runs follow it.
+    assert backend.rows("SELECT id, slot, status, owner FROM runs ORDER BY id")[0] == (1, "2025-10-27T08:00", "ok", "old-host:42")
+    assert backend.rows("SELECT status FROM deliveries") == [("pending",)]
+    history = backend.history()
+    assert history.upgraded == []  # once is enough
+    assert history.start_run("r", date(2025, 11, 10), "run-due", NOW, "2025-11-10T08:00") is not None
+    again = run_cli("--config", str(config_path), "history", env=backend.env)
+    assert "upgraded" not in again.stderr and "2025-10-27T08:00" in again.stdout
+    # The old run, the slot the upgrade's run-due found past its grace, and a new one.
+    assert backend.rows("SELECT slot, status FROM runs ORDER BY id") == [
+        ("2025-10-27T08:00", "ok"), ("2025-11-03T08:00", "skipped"), ("2025-11-10T08:00", "running")]
+
+
+def test_a_history_newer_than_this_reporter_is_a_clear_error(backend, tmp_path):
+    config_path = _project(tmp_path)
+    backend.history().close()
+    backend.execute("INSERT INTO schema_version (version, applied_at, note) VALUES (99, '2030-01-01', 'future')")
+    for command in (["run-due"], ["history"]):
+        result = run_cli("--config", str(config_path), *command, env={"REPORTER_NOW": AT_SLOT, **backend.env})
+        assert result.returncode == 1
+        assert result.stderr == (f"error: {backend.shown}: the history database has schema version 99, newer than this "
+                                 f"reporter knows (up to {schema.VERSION}): it was upgraded by a newer reporter; upgrade "
+                                 "this one too\n")
+    assert backend.rows("SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_history_too_old_to_recognise_is_refused_and_kept(tmp_path):
+    state = tmp_path / "state" / "history.sqlite"
+    state.parent.mkdir(parents=True)
+    import sqlite3
+
+    with sqlite3.connect(state) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, report TEXT, edition_date TEXT, slot TEXT, "
+                   "trigger TEXT, started_at TEXT, finished_at TEXT, status TEXT, error TEXT)")  # no owner yet
+    result = run_cli("--config", str(_project(tmp_path)), "run-due", env={"REPORTER_NOW": AT_SLOT})
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {state}: the history database was made by a reporter too old to upgrade "
+                             "(no column runs.owner); move it aside to start a new one\n")
+
+
+def _create(url: str, node: str, barrier, out) -> None:
+    try:
+        barrier.wait(timeout=60)
+        _open(url).close()
+        out.put((node, "ok"))
+    except Exception as exc:  # noqa: BLE001 - the parent shows it
+        out.put((node, f"{type(exc).__name__}: {exc}"))
+
+
+def test_hosts_starting_together_on_a_new_database_create_the_schema_once(postgres):
+    # PostgreSQL alone: SQLite's file lock serialises this by itself.
+    for _ in range(4):
+        url = postgres.url(postgres.create_database())
+        assert _race(_create, url) == {"alpha": "ok", "beta": "ok"}
+        assert [v for (v,) in Backend("postgresql", Path("/nonexistent"), postgres, url.rsplit("/", 1)[1])
+                .rows("SELECT version FROM schema_version")] == [schema.VERSION]
+
+
+# --- claims under a race -------------------------------------------------------------------------------
+
+
+def _open(url: str):
+    from reporter.state.history import History
+
+    return History(url)
+
+
+def _as(node: str) -> None:
+    # Two hosts share a PostgreSQL state; a SQLite one is one host's, whose processes share its name.
+    if node in ("alpha", "beta"):
+        os.environ["REPORTER_NODE"] = node
+
+
+def _claim_slots(url: str, node: str, barrier, keys: list[str], out) -> None:
+    _as(node)
+    try:
+        history = _open(url)
+        won = []
+        for key in keys:
+            barrier.wait(timeout=60)
+            if history.start_run("r", DAY, "run-due", NOW, key) is not None:
+                won.append(key)
+        out.put((node, won))
+    except Exception as exc:  # noqa: BLE001 - the parent shows it
+        out.put((node, f"{type(exc).__name__}: {exc}"))
+
+
+def _race(target, url: str, *args) -> dict[str, object]:
+    """Two processes doing ``target`` step by step, released together at each step by a barrier."""
+    context = multiprocessing.get_context("fork")
+    barrier, out = context.Barrier(2), context.Queue()
+    nodes = ("alpha", "beta") if url.startswith("postgresql") else ("first", "second")
+    workers = [context.Process(target=target, args=(url, node, barrier, *args, out)) for node in nodes]
+    for worker in workers:
+        worker.start()
+    results = dict(out.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=30)
+    return results
+
+
+def test_two_processes_claiming_the_same_slots_run_each_once(backend):
+    history = backend.history()
+    keys = [f"2025-11-03T08:{minute:02d}" for minute in range(40)]
+    # Half of them were abandoned by a scheduler that died: claimable again, but by one process only.
+    for key in keys[::2]:
+        run_id = history.start_run("r", DAY, "run-due", NOW, key)
+        history.finish_run(run_id, "abandoned", NOW, error="died")
+    results = _race(_claim_slots, backend.url, keys)
+    assert all(isinstance(won, list) for won in results.values()), results
+    assert sorted(sum(results.values(), [])) == keys  # every slot once: none twice, none lost
+    running = backend.rows("SELECT slot, count(*) FROM runs WHERE status = 'running' GROUP BY slot")
+    assert sorted(running) == [(key, 1) for key in keys]
+    if backend.name == "postgresql":
+        assert {owner.split(":")[0] for (owner,) in backend.rows("SELECT owner FROM runs WHERE status = 'running'")} == {"alpha", "beta"}
+
+
+def _claim_messages(url: str, node: str, barrier, recipients: list[str], out) -> None:
+    _as(node)
+    try:
+        history = _open(url)
+        won = []
+        for recipient in recipients:
+            barrier.wait(timeout=60)
+            if history.claim_delivery("r", DAY, "en", recipient, kind="to", now=NOW) is None:
+                won.append(recipient)
+        out.put((node, won))
+    except Exception as exc:  # noqa: BLE001 - the parent shows it
+        out.put((node, f"{type(exc).__name__}: {exc}"))
+
+
+def test_two_processes_claiming_the_same_messages_send_each_once(backend):
+    history = backend.history()
+    recipients = [f"person{n}@example.org" for n in range(40)]
+    # Half have a pending row written with the edition, half none yet (a manual send).
+    run_id = history.start_run("r", DAY, "run-due", NOW, "2025-11-03T08:00")
+    history.finish_run(run_id, "ok", NOW, pending=[("en", r, "to") for r in recipients[::2]])
+    results = _race(_claim_messages, backend.url, recipients)
+    assert all(isinstance(won, list) for won in results.values()), results
+    assert sorted(sum(results.values(), [])) == sorted(recipients)
+    assert backend.rows("SELECT count(*) FROM deliveries WHERE status = 'sending'") == [(40,)]
+
+
+# --- who is alive ------------------------------------------------------------------------------------------
+
+
+def test_a_run_is_abandoned_only_when_its_process_is_gone(backend, monkeypatch):
+    monkeypatch.setenv("REPORTER_NODE", "other-host")
+    renderer = backend.history()
+    manual = renderer.start_run("r", DAY, "manual", NOW)  # a render in progress on another host
+    monkeypatch.setenv("REPORTER_NODE", "this-host")
+    scheduler = backend.history()
+    crashed = scheduler.start_run("r", DAY, "run-due", NOW, "2025-11-03T08:00")
+    backend.execute("UPDATE runs SET owner = 'crashed-host:4242' WHERE id = :id", {"id": crashed})
+    swept = scheduler.abandon_running(NOW)
+    if backend.name == "postgresql":
+        # Another host's render is alive while its process holds its presence lock...
+        assert [run_id for run_id, *_ in swept] == [crashed]
+        renderer.close()  # ...and gone once its session ends, whatever ended it
+        assert [run_id for run_id, *_ in scheduler.abandon_running(NOW)] == [manual]
+    else:
+        # One host per SQLite history: another host's name means a process that is gone.
+        assert sorted(run_id for run_id, *_ in swept) == [manual, crashed]
+    # A render that ends after its run was recorded as abandoned (its scheduler lost the lead, the
+    # new leader took the slot over) does not overwrite that, nor add files or pending rows.
+    assert scheduler.finish_run(crashed, "ok", NOW, pending=[("en", "desk@example.org", "to")]) is False
+    assert backend.rows("SELECT status FROM runs WHERE id = :id", {"id": crashed}) == [("abandoned",)]
+    assert backend.rows("SELECT count(*) FROM deliveries") == [(0,)]
+
+
+def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres):
+    # PostgreSQL's alone: with SQLite the scheduler lock is a flock, which its process cannot lose.
+    backend = pg_backend
+    history = backend.history()
+    session = history.session()
+    assert session.try_lead()
+    history.lead()
+    assert history.start_run("r", DAY, "schedule", NOW, "2025-11-03T08:00") is not None
+    with postgres.admin() as admin:  # the connection is cut: the server frees the lock at once
+        admin.execute("SELECT pg_terminate_backend(%s)", (session.backend_pid,))
+    with pytest.raises(StateError, match="not claimed, because this scheduler no longer leads"):
+        history.start_run("r", DAY, "schedule", NOW, "2025-11-03T09:00")
+    assert backend.rows("SELECT slot FROM slots") == [("2025-11-03T08:00",)]
+
+
+def test_two_projects_in_two_schemas_of_one_database_each_have_their_own_leader(postgres):
+    database = postgres.create_database()
+    with postgres.admin(database) as conn:
+        conn.execute("CREATE SCHEMA project_b AUTHORIZATION reporter")
+    project_a = _open(postgres.url(database))
+    project_b = _open(postgres.url(database) + "?options=-csearch_path%3Dproject_b")
+    try:
+        assert project_a.session().try_lead() and project_b.session().try_lead()
+        tables = Backend("postgresql", Path("/nonexistent"), postgres, database).rows(
+            "SELECT table_schema, count(*) FROM information_schema.tables WHERE table_name IN ('runs', 'slots') "
+            "GROUP BY table_schema ORDER BY table_schema")
+        assert tables == [("project_b", 2), ("public", 2)]
+    finally:
+        project_a.close()
+        project_b.close()
+
+
+# --- the node name ------------------------------------------------------------------------------------------
+
+
+def test_the_node_name_says_which_host_did_what(tmp_path):
+    # On SQLite here; on PostgreSQL, tests/test_leader.py reads the node of every run.
+    config_path = _project(tmp_path)
+    result = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NOW": AT_SLOT, "REPORTER_NODE": "host-a"})
+    assert result.returncode == 0, result.stderr
+    ((owner,),) = Backend("sqlite", tmp_path / "state" / "history.sqlite").rows("SELECT owner FROM runs")
+    assert owner.startswith("host-a:")
+    bad = run_cli("--config", str(config_path), "run-due", env={"REPORTER_NODE": "a/b c"})
+    assert (bad.returncode, bad.stderr) == (1, "error: REPORTER_NODE: 'a/b c' is not a node name: letters, digits, "
+                                               "'.', '_' and '-', at most 63, starting with a letter or digit\n")
+
+
+# --- REPORTER_STATE_URL: the password never shows, bad input is one line --------------------------------
+
+
+def test_bad_state_urls_are_one_line_naming_the_variable(postgres, tmp_path):
+    config_path = _project(tmp_path)
+    database = postgres.create_database()
+    closed = _closed_port()
+    cases = [
+        ("mysql://u:hunter2@db/x", "error: REPORTER_STATE_URL: the scheme 'mysql://' is not supported; expected "
+         "postgresql://user@host:5432/database (or sqlite:////absolute/path.sqlite)"),
+        ("postgresql://u:hunter2@db:99999/x", "error: REPORTER_STATE_URL: 'postgresql://u:***@db:99999/x': the port is "
+         "not a number from 1 to 65535"),
+        ("not a url hunter2", "error: REPORTER_STATE_URL: not a database URL (not shown here, as it may hold a "
+         "password); expected postgresql://user@host:5432/database (or sqlite:////absolute/path.sqlite)"),
+        (f"postgresql://reporter:hunter2@127.0.0.1:{postgres.port}/{database}",
+         f"error: REPORTER_STATE_URL (postgresql://reporter:***@127.0.0.1:{postgres.port}/{database}): cannot connect to "
+         f"the state database: connection to server at \"127.0.0.1\", port {postgres.port} failed: FATAL: password "
+         "authentication failed for user \"reporter\""),
+        (f"postgresql://reporter:hunter2@127.0.0.1:{closed}/{database}",
+         f"error: REPORTER_STATE_URL (postgresql://reporter:***@127.0.0.1:{closed}/{database}): cannot connect to the "
+         f"state database: connection to server at \"127.0.0.1\", port {closed} failed: Connection refused"),
+    ]
+    for url, expected in cases:
+        # Every command that opens the state says it the same way; run-due for each case, and two more for one.
+        for command in (["run-due"], ["history"], ["status"]) if url == cases[3][0] else (["run-due"],):
+            result = run_cli("--config", str(config_path), *command, env={"REPORTER_STATE_URL": url})
+            assert result.returncode == 1, (url, command)
+            assert result.stderr.splitlines()[0].startswith(expected), (url, command, result.stderr)
+            assert len(result.stderr.splitlines()) == 1 and "hunter2" not in result.stderr
+    # --debug shows the traceback behind it, still without the password.
+    debug = run_cli("--config", str(config_path), "--debug", "history", env={"REPORTER_STATE_URL": cases[3][0]})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "password authentication failed" in debug.stderr
+    assert "hunter2" not in debug.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_password_may_come_from_pgpassword_or_pgpass_and_never_shows(postgres, tmp_path):
+    config_path = _project(tmp_path)
+    database = postgres.create_database()
+    url = postgres.url(database, password=False)
+    first = run_cli("--config", str(config_path), "run-due", env={"REPORTER_STATE_URL": url, "PGPASSWORD": PASSWORD,
+                                                                  "REPORTER_NOW": AT_SLOT})
+    assert first.returncode == 0, first.stderr
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres.port}:{database}:reporter:{PASSWORD}\n")
+    pgpass.chmod(stat.S_IRUSR | stat.S_IWUSR)  # libpq ignores a password file others can read
+    second = run_cli("--config", str(config_path), "history", env={"REPORTER_STATE_URL": url, "PGPASSFILE": str(pgpass)})
+    assert second.returncode == 0, second.stderr
+    assert "2025-11-03T08:00" in second.stdout
+    # In the URL: never in a log line, the status JSON or the history.
+    status = run_cli("--config", str(config_path), "--log-json", "status", "--json",
+                     env={"REPORTER_STATE_URL": postgres.url(database), "REPORTER_NOW": AT_SLOT})
+    assert status.returncode == 0, status.stderr
+    assert f'"state": "postgresql://reporter:***@127.0.0.1:{postgres.port}/{database}"' in status.stdout
+    for text in (first.stderr, second.stderr, status.stdout, status.stderr):
+        assert PASSWORD not in text
+    with postgres.admin(database) as conn:
+        dump = " ".join(str(row) for table in ("runs", "deliveries", "schema_version", "notices", "slots", "cursors")
+                        for row in conn.execute(f"SELECT * FROM {table}").fetchall())
+    assert PASSWORD not in dump
+
+
+def test_masking_takes_a_password_out_in_every_spelling():
+    target = parse_url("postgresql://reporter:p%40ss%3Aw%2Frd@db.example.org:5432/briefs?sslmode=require")
+    assert target.shown == "postgresql://reporter:***@db.example.org:5432/briefs?sslmode=require"
+    assert target.mask("failed for p@ss:w/rd and p%40ss%3Aw%2Frd") == "failed for *** and ***"
+    other = parse_url("postgresql://reporter@db/briefs?password=s3cr3t&sslmode=require")
+    assert "s3cr3t" not in other.shown and "s3cr3t" not in other.where
+    assert mask("x s3cr3t y", ("s3cr3t",)) == "x *** y"
+    # A SQLite file may be named the same way.
+    assert parse_url("sqlite:////srv/briefs/state/h.sqlite").path == Path("/srv/briefs/state/h.sqlite")
+
+
+# --- what does not need PostgreSQL does not load it -------------------------------------------------------
+
+
+def test_commands_without_postgresql_do_not_import_its_driver(tmp_path):
+    config_path = _project(tmp_path)
+    for command in (["--help"], ["list"], ["run-due"]):
+        result = _importtime(config_path, *command)
+        assert result.returncode == 0, result.stderr
+        assert "psycopg" not in result.stderr, command
+    assert "nothing due" in result.stderr
+
+
+def test_a_postgresql_state_does_load_it(postgres, tmp_path):
+    config_path = _project(tmp_path)
+    result = _importtime(config_path, "run-due", env={"REPORTER_STATE_URL": postgres.url(postgres.create_database())})
+    assert result.returncode == 0, result.stderr
+    assert "psycopg" in result.stderr  # the check above would see it
+
+
+def _importtime(config_path: Path, *args: str, env: dict[str, str] | None = None):
+    import subprocess
+
+    from conftest import ROOT, _neutral_cwd
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config_path), *args],
+                          capture_output=True, text=True, timeout=120, cwd=_neutral_cwd(),
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "REPORTER_NOW": "2025-11-05T12:00:00+05:00",
+                               **(env or {})})
+    return proc
