@@ -188,7 +188,8 @@ def test_the_readmes_project_rendered_today(deployed: Deployment) -> None:
     today = datetime.now(timezone.utc).date()
     editions = [deployed.home / "desk" / "output" / "brief" / day.isoformat() for day in (today, today - timedelta(days=1))]
     edition = next((folder for folder in editions if folder.is_dir()), editions[0])
-    assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf"]
+    assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf",
+                                                         "manifest.json"]
     secrets = deployed.home / ".config" / "reporter" / "smtp.env"
     assert secrets.stat().st_mode & 0o777 == 0o600 and secrets.stat().st_uid == deployed.user.pw_uid
 
@@ -202,7 +203,8 @@ def test_init_new_render_writes_both_languages_with_the_packaged_fonts(deployed:
     assert sorted(p.name for p in project.iterdir()) == [".gitignore", "data", "output", "reports.toml", "state", "templates"]
     assert "/output/" in (project / ".gitignore").read_text() and "/state/" in (project / ".gitignore").read_text()
     edition = project / "output" / "brief" / "2025-11-05"
-    assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf"]
+    assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html", "brief.ru.pdf",
+                                                         "manifest.json"]
     ru, en = text(edition / "brief.ru.pdf"), text(edition / "brief.en.pdf")
     assert "более 1 250 единиц" in ru and "Динамика" in ru
     assert "more than 1,250 items" in en and "The trend" in en
@@ -284,7 +286,7 @@ def test_the_crontab_line_renders_delivers_and_logs_when_run_as_cron_runs_it(dep
         assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     edition = project / "output" / "brief" / "2025-11-03"
     assert sorted(p.name for p in edition.iterdir()) == ["brief.en.html", "brief.en.pdf", "brief.ru.html",
-                                                         "brief.ru.pdf", "deliveries.json"]
+                                                         "brief.ru.pdf", "deliveries.json", "manifest.json"]
     assert list(handler.parsed()) == ["desk@example.org"]
     log_file = home / ".local" / "state" / "reporter" / "reporter.log"
     logged = log_file.read_text(encoding="utf-8")
