@@ -175,7 +175,7 @@ def _checked_history(project, *, locked: bool = False):
     a database that cannot be reached, or a history that lost what the editions on disk show was
     done (``reporter adopt``)."""
     from .state.adopt import check_not_lost  # noqa: PLC0415
-    from .state.history import check_writable  # noqa: PLC0415
+    from .state.target import check_writable  # noqa: PLC0415
 
     target = _state(project)
     if not locked and not target.postgres:
@@ -396,6 +396,9 @@ def run_due(ctx: click.Context, workers: int | None, executor: str | None = None
     """Render what fell due since the last run, then exit (for cron or a systemd timer)."""
     project = _project(ctx)
     _check_broker(project, executor)
+    if _idle(ctx, project):
+        log.info("nothing due")
+        return
     with _scheduler_state(ctx, project) as history:
         if history is None:
             return  # another scheduler leads this PostgreSQL state: it runs what is due
@@ -445,6 +448,22 @@ def worker(ctx: click.Context, concurrency: int | None, node: str | None) -> Non
     sys.exit(run_worker(project, url, node, concurrency or 0))
 
 
+def _idle(ctx: click.Context, project) -> bool:
+    """Whether a SQLite history shows, at a glance and without SQLAlchemy, that nothing is due:
+    the common case of a cron call, answered in a tenth of the time. Checked as the full path
+    checks (a writable state, no other scheduler), so that only the work differs."""
+    from .schedule.idle import nothing_due  # noqa: PLC0415
+    from .schedule.lock import SchedulerLock  # noqa: PLC0415
+    from .state.target import check_writable  # noqa: PLC0415
+
+    target = _state(project)
+    if target.postgres:
+        return False
+    check_writable(target.path)
+    with SchedulerLock(target.path):
+        return nothing_due(project, target.path, ctx.obj["clock"]())
+
+
 @contextmanager
 def _scheduler_state(ctx: click.Context, project, *, standby: float | None = None,
                      stopping: Any = None) -> Iterator[Any]:
@@ -459,7 +478,7 @@ def _scheduler_state(ctx: click.Context, project, *, standby: float | None = Non
     the temporary files they left are removed.
     """
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
-    from .state.history import check_writable  # noqa: PLC0415
+    from .state.target import check_writable  # noqa: PLC0415
 
     target = _state(project)
     if not target.postgres:
@@ -791,7 +810,7 @@ def adopt(ctx: click.Context) -> None:
     """
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
     from .state.adopt import adopt as adopt_editions  # noqa: PLC0415
-    from .state.history import check_writable  # noqa: PLC0415
+    from .state.target import check_writable  # noqa: PLC0415
 
     project = _project(ctx)
     target = _state(project)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, _neutral_cwd, run_cli
 from reporter import config
 from reporter import cron
 from reporter.schedule.plan import next_runs, plan
@@ -442,3 +442,89 @@ def test_a_locked_history_is_a_clear_error_and_reads_do_not_wait(tmp_path: Path)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+# --- run-due with nothing due: read without SQLAlchemy (reporter/schedule/idle.py) ---------------
+
+def _imports_sqlalchemy(config_path: Path, now: str) -> tuple[bool, object]:
+    """Runs ``run-due`` at ``now`` with ``-X importtime``: whether it took the full path."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config_path), "run-due"],
+                          capture_output=True, text=True, timeout=120, cwd=_neutral_cwd(),
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **_env(now)})
+    return " sqlalchemy\n" in proc.stderr, proc
+
+
+DONE = "2025-11-03T08:00:20+05:00"  # the Monday slot is on time: it runs
+LATER = "2025-11-05T12:00:00+05:00"  # two days on, before the next Monday: nothing is due
+
+
+def _done(tmp_path: Path) -> tuple[Path, Path]:
+    config_path = make_project(tmp_path, [report_block("r", schedule="0 8 * * 1", **FAST)])
+    first = run_cli("--config", str(config_path), "run-due", env=_env(DONE))
+    assert first.stdout.strip() == "r 2025-11-03T08:00 ok", first.stderr
+    return config_path, tmp_path / "state" / "history.sqlite"
+
+
+def test_run_due_with_nothing_due_answers_without_opening_the_history_through_sqlalchemy(tmp_path: Path) -> None:
+    config_path, state = _done(tmp_path)
+    before = state.read_bytes()
+    full, proc = _imports_sqlalchemy(config_path, LATER)
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert "nothing due" in proc.stderr
+    assert not full, "run-due imported SQLAlchemy although nothing was due"
+    assert state.read_bytes() == before  # read only
+    # The next Monday's slot is due again: the full path runs it.
+    full, proc = _imports_sqlalchemy(config_path, "2025-11-10T08:00:30+05:00")
+    assert full and proc.stdout.strip() == "r 2025-11-10T08:00 ok", proc.stderr
+
+
+NOW_ISO = "2025-11-05T07:00:00+00:00"
+
+
+@pytest.mark.parametrize("sign", [
+    "INSERT INTO deliveries (report, edition_date, lang, recipient, kind, status, attempts, updated_at, forced)"
+    f" VALUES ('r', '2025-11-03', 'en', 'a@example.org', 'to', 'pending', 0, '{NOW_ISO}', 0)",
+    "INSERT INTO deliveries (report, edition_date, lang, recipient, kind, status, attempts, updated_at, forced)"
+    f" VALUES ('r', '2025-11-03', 'en', 'a@example.org', 'to', 'failed', 1, '{NOW_ISO}', 0)",
+    "INSERT INTO notices (report, kind, about, recipient, edition_date, lang, error, status, attempts, created_at,"
+    f" updated_at) VALUES ('r', 'render', 's', 'a@example.org', '2025-11-03', 'en', 'e', 'pending', 0, '{NOW_ISO}',"
+    f" '{NOW_ISO}')",
+    "UPDATE slots SET state = 'abandoned'",
+    "UPDATE runs SET status = 'running'",
+    "DELETE FROM cursors",
+    f"INSERT INTO schema_version (version, applied_at, note) VALUES (99, '{NOW_ISO}', 'newer')",
+], ids=["pending-message", "failed-message", "pending-notice", "abandoned-slot", "running-run", "no-cursor",
+        "newer-schema"])
+def test_every_sign_of_work_in_the_history_takes_the_full_path(tmp_path: Path, sign: str) -> None:
+    config_path, state = _done(tmp_path)
+    with sqlite3.connect(state) as conn:
+        conn.execute(sign)
+    conn.close()
+    full, proc = _imports_sqlalchemy(config_path, LATER)
+    assert full, f"run-due answered 'nothing due' at a glance although the history holds work: {sign}\n{proc.stderr}"
+
+
+def test_a_report_added_since_the_last_run_takes_the_full_path(tmp_path: Path) -> None:
+    config_path, _state = _done(tmp_path)
+    text = config_path.read_text(encoding="utf-8")
+    config_path.write_text(text + report_block("s", schedule="0 11 * * 3", **FAST), encoding="utf-8")
+    full, proc = _imports_sqlalchemy(config_path, "2025-11-05T11:00:30+05:00")
+    assert full and proc.stdout.strip() == "s 2025-11-05T11:00 ok", proc.stderr
+
+
+def test_the_glance_refuses_a_second_scheduler_as_the_full_path_does(tmp_path: Path) -> None:
+    from reporter.schedule.lock import SchedulerLock
+
+    config_path, state = _done(tmp_path)
+    with SchedulerLock(state):
+        result = run_cli("--config", str(config_path), "run-due", env=_env(LATER))
+    assert result.returncode == 1
+    assert "another scheduler" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_glance_reads_the_schema_and_states_the_history_writes() -> None:
+    from reporter.schedule import idle
+    from reporter.state import history, schema
+
+    assert idle.SCHEMA == schema.VERSION
+    assert idle.UNDELIVERED == history.UNDELIVERED

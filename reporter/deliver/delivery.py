@@ -36,7 +36,6 @@ from typing import Callable, Sequence
 from ..config import Project, Recipient, Report
 from ..errors import DeliveryError, Problem, ReporterError
 from ..pipeline import inputs
-from ..pipeline.build import load_datasets
 from ..pipeline.datasets import Dataset
 from ..pipeline.write import write_atomically
 from ..state.history import History
@@ -246,6 +245,8 @@ def deliver(
     if report.stale == "refuse":
         refuse_stale(report, day, next(iter(pdfs.values())).path.parent)
     records = {} if outbox is not None else {pdf.path.parent: read_record(pdf.path.parent) for pdf in pdfs.values()}
+
+    from ..pipeline.build import load_datasets  # noqa: PLC0415 - the render pipeline's imports, only when sending
 
     datasets = load_datasets(project, report)
     contents = {lang: content_digest(project, report, lang, datasets) for lang in pdfs}

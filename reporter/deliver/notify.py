@@ -21,7 +21,6 @@ from typing import Callable
 
 from ..config import Project, Recipient, Report
 from ..errors import ReporterError
-from ..pipeline import build
 from ..pipeline.i18n import N_
 from ..state.history import UNDELIVERED, History, NoticeRecord
 from .compose import POLICY, sender_domain
@@ -66,6 +65,8 @@ def queue(project: Project, report: Report, history: History, *, kind: str, abou
 
 def _message(project: Project, report: Report, notice: NoticeRecord, now: datetime, retry_until: datetime | None,
              msgid: str) -> EmailMessage:
+    from ..pipeline import build  # noqa: PLC0415 - Jinja and the charts' imports, only when a notice goes out
+
     lang = build.language(project, notice.lang)
     day = date.fromisoformat(notice.edition_date)
     title = report.short_title.get(lang.code) or report.title[lang.code]

@@ -13,9 +13,11 @@ defaults to the host name. Hosts that share a state must have different names.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -131,3 +133,41 @@ def node() -> str:
 def owner() -> str:
     """This process, as recorded against what it is doing (``node:pid``); forks get their own."""
     return f"{node()}:{os.getpid()}"
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`StateError` unless the history at ``path`` and its folder can be written.
+
+    SQLite opens a file it cannot write read-only without a word and fails only at the first
+    write, which for ``reporter run`` is the first slot, hours later; a scheduler must find out
+    at start-up. Root ignores permission bits, so this tries rather than asks ``os.access``.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError([Problem(str(path), "", f"cannot create its folder: {exc.strerror}")]) from None
+    probe = None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".reporter-probe-", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"\0" * 4096)  # a page: an empty file would fit on a full disk
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            message = f"the state folder {folder} has no space left; free some, or set `state` in [project] to another place"
+        else:
+            message = (f"the state folder {folder} is not writable ({exc.strerror}); the history, its journal and the "
+                       "scheduler lock live there: make it writable, or set `state` in [project] to a writable place")
+        raise StateError([Problem(str(path), "", message)]) from None
+    finally:
+        if probe:
+            Path(probe).unlink(missing_ok=True)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        try:
+            os.close(os.open(file, os.O_RDWR))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            hint = ("it is immutable or append-only (lsattr shows i or a): clear that with `chattr -i`"
+                    if exc.errno == errno.EPERM else "make it writable")
+            raise StateError([Problem(str(file), "", f"cannot be written ({exc.strerror}); {hint}")]) from None
