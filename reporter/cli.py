@@ -795,8 +795,8 @@ def preview(ctx: click.Context, report_id: str, lang: str | None, day: datetime 
     except BaseException:
         shown.close()
         raise
-    click.echo(f"Previewing {report_id}{' (PDF)' if pdf else ''} at {server.url}  (Ctrl-C to stop)")
-    server.serve()
+    server.serve(ready=lambda: click.echo(f"Previewing {report_id}{' (PDF)' if pdf else ''} at {server.url}  "
+                                          "(Ctrl-C to stop)"))
 
 
 @main.command()

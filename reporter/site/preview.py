@@ -418,8 +418,10 @@ class PreviewServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.httpd.server_address[1]}/"
 
-    def serve(self) -> None:
-        """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly."""
+    def serve(self, ready: Callable[[], object] = lambda: None) -> None:
+        """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly. ``ready`` announces the
+        server once a Ctrl-C would stop it cleanly: a reader who presses it at once, or a
+        supervisor that signals when it reads the announcement, must not get a traceback."""
         stopping = threading.Event()
 
         def stop(signum: int, _frame: object) -> None:
@@ -432,6 +434,7 @@ class PreviewServer:
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.watcher.start()
         try:
+            ready()
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
             for sig, handler in previous.items():
