@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCALES := ru en
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test repeat setup system-packages i18n bench clean
+.PHONY: run test repeat setup system-packages i18n bench mutate clean
 
 # Renders every report of the example project for today and prints the paths written.
 run: setup
@@ -51,10 +51,24 @@ i18n: setup
 	done
 	$(BIN)/pybabel compile --statistics -d reporter/theme/locale
 
+# Mutation testing of the modules that carry the promises (docs/TESTING.md): not part of `make test`;
+# hours for all of them on 2 cores, so MUTANTS can name some: make mutate MUTANTS='reporter.cron.*'.
+# Results are kept in mutants/: a run without MUTANTS tests only what has no result yet.
+# Bytecode is written there: each CLI subprocess would otherwise recompile the mutated modules.
+MUTANTS ?=
+mutate: setup $(VENV)/.mutmut-installed
+	PYTHONDONTWRITEBYTECODE= $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python scripts/mutation-score
+
+$(VENV)/.mutmut-installed: pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,mutate]'
+	touch $@
+
+
 # Every ratio of docs/BENCHMARKS.md, paired rounds side by side; about 15 minutes on 2 cores.
 # ROUNDS=N sets the paired rounds (default 3: the 20 above is repeat's); QUICK=1 small sizes.
 bench: setup
 	$(BIN)/python benchmarks/suite.py --rounds $(if $(filter command line,$(origin ROUNDS)),$(ROUNDS),3) $(if $(QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) output
+	rm -rf $(VENV) output mutants

@@ -18,6 +18,9 @@ import pytest
 from projects import make_project, report_block, with_recipients
 from servers import backend, pg_backend, postgres  # noqa: F401 - fixtures: a real PostgreSQL, and each test's state on either database
 
+# `make mutate` needs the CLI subprocesses' calls counted; outside mutmut the plugin does nothing.
+pytest_plugins = ["mutation_hits"]
+
 # The suite chooses each test's state itself; a state or node name in the caller's environment
 # must not leak into the CLI subprocesses.
 for _variable in ("REPORTER_STATE_URL", "REPORTER_NODE", "PGPASSWORD", "PGPASSFILE", "PGSERVICE"):

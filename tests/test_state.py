@@ -420,3 +420,38 @@ def _importtime(config_path: Path, *args: str, env: dict[str, str] | None = None
                           env={**os.environ, "PYTHONPATH": str(ROOT), "REPORTER_NOW": "2025-11-05T12:00:00+05:00",
                                **(env or {})})
     return proc
+
+
+def test_send_if_changed_compares_with_what_that_recipient_last_got_of_that_report_in_that_language(tmp_path):
+    """The ledger's answer to "what did this person get last time?" (send_if = "changed"): the
+    newest earlier edition of the same report, in the same language, that reached them."""
+    from reporter.state.history import History
+
+    history = History.at(tmp_path / "history.sqlite")
+    now = datetime(2025, 11, 5, 3, 0, tzinfo=timezone.utc)
+
+    def got(report: str, day: int, lang: str, recipient: str, content: str, status: str = "sent") -> None:
+        history.record_delivery(report, date(2025, 11, day), lang, recipient, kind="to", status=status, attempts=1,
+                                reply="250 OK", now=now, content=content)
+
+    got("brief", 2, "ru", "Ann@Example.org", "brief ru, 2 Nov")
+    got("brief", 3, "ru", "ann@example.org", "brief ru, 3 Nov")
+    got("brief", 5, "ru", "ann@example.org", "brief ru, 5 Nov")  # the edition being sent: not an earlier one
+    got("brief", 1, "en", "ann@example.org", "brief en, 1 Nov")
+    got("other", 1, "ru", "ann@example.org", "other ru, 1 Nov")
+    got("brief", 1, "ru", "bob@example.org", "bob's brief, 1 Nov")
+    got("brief", 1, "ru", "cat@example.org", "cat's brief, 1 Nov", status="unchanged")
+    got("brief", 4, "ru", "cat@example.org", "never reached cat", status="failed")
+    try:
+        def last(report: str, lang: str, recipient: str, before: int = 5) -> str | None:
+            return history.last_sent_content(report, lang, recipient, date(2025, 11, before))
+
+        assert last("brief", "ru", "ANN@example.org") == "brief ru, 3 Nov"
+        assert last("brief", "ru", "ann@example.org", before=3) == "brief ru, 2 Nov"
+        assert last("brief", "en", "ann@example.org") == "brief en, 1 Nov"
+        assert last("other", "ru", "ann@example.org") == "other ru, 1 Nov"
+        assert last("brief", "ru", "bob@example.org") == "bob's brief, 1 Nov"
+        assert last("brief", "ru", "cat@example.org") == "cat's brief, 1 Nov"  # unchanged counts; failed does not
+        assert last("brief", "ru", "dan@example.org") is None
+    finally:
+        history.close()

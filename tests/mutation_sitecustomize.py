@@ -1,0 +1,26 @@
+"""Copied to ``mutants/sitecustomize.py`` by :mod:`mutation_hits` during mutmut's stats run, so
+that every reporter subprocess the tests start runs it first (``PYTHONPATH`` is ``mutants/``).
+
+In that run mutmut's trampolines note each call in the process they run in, through mutmut's
+configuration, which a subprocess in a temp folder cannot load. Here each function's first call
+is appended to the file the running test named instead, one line per function: appends of a
+line are atomic, so processes side by side do not mix their lines, and a process that ends by
+``os._exit`` or a signal has written what it called until then. In any other run this does nothing.
+"""
+
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    from mutmut.mutation import trampoline
+
+    _seen: set[str] = set()
+
+    def _record(name: str, caller: str | None = None) -> None:
+        target = os.environ.get("MUTMUT_HITS_FILE")
+        if name in _seen or not target:
+            return
+        _seen.add(name)
+        with open(target, "a", encoding="utf-8") as hits:
+            hits.write(name + "\n")
+
+    trampoline.record_trampoline_hit = _record
