@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from datetime import date, datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -233,3 +234,41 @@ def test_no_heading_ends_a_page_and_no_page_holds_a_stray_line(sweep: config.Pro
         narrative.write_text(original, encoding="utf-8")
     captions = [spec.title["en"] for spec in sweep.report(REPORT).charts]
     assert _page_problems(edition.artifacts[0].path, _headings(sweep, "en"), captions) == []
+
+
+def _fonts_in(pdf_bytes: bytes, folder: Path) -> str:
+    path = folder / "fonts.pdf"
+    path.write_bytes(pdf_bytes)
+    return subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_render_process_keeps_its_fonts_until_a_font_file_changes(tmp_path: Path) -> None:
+    """One FontConfiguration per process keeps a warm worker's memory flat (docs/BENCHMARKS.md);
+    it must still give the same bytes, and never an old font once the file has changed."""
+    from reporter.pipeline import pdf
+    from reporter.theme import THEME_DIR
+
+    font = tmp_path / "Brand.ttf"
+    font.write_bytes((THEME_DIR / "fonts" / "PTSerif-Regular.ttf").read_bytes())
+    document = (f'<html lang="en"><head><title>t</title><style>@font-face {{ font-family: Brand; '
+                f'src: url("{font.as_uri()}") }} body {{ font-family: Brand }}</style></head>'
+                "<body><p>Kazakhstan – USA</p></body></html>")
+
+    def render() -> bytes:
+        return pdf.to_pdf(document, tmp_path, (tmp_path, THEME_DIR), "t.pdf", identifier=b"0" * 32,
+                          created=datetime(2025, 11, 5, tzinfo=timezone.utc))
+
+    def in_a_new_thread() -> bytes:  # a thread of its own starts with no fonts kept
+        found = []
+        worker = threading.Thread(target=lambda: found.append(render()))
+        worker.start()
+        worker.join()
+        return found[0]
+
+    first, second = render(), render()
+    assert first == second == in_a_new_thread()
+    assert "Brand" in _fonts_in(first, tmp_path)  # the font is embedded
+    font.write_bytes((THEME_DIR / "fonts" / "PTSans-Regular.ttf").read_bytes())
+    changed = render()
+    assert changed != first
+    assert changed == in_a_new_thread()
