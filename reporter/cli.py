@@ -85,7 +85,9 @@ def _versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     click.echo(f"reporter {__version__}")
     failed = False
     try:
-        import weasyprint  # noqa: PLC0415
+        from .pipeline.libraries import import_weasyprint  # noqa: PLC0415
+
+        weasyprint = import_weasyprint()
         from weasyprint.text.ffi import pango  # noqa: PLC0415
 
         number = pango.pango_version()  # major * 10000 + minor * 100 + micro

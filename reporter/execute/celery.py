@@ -185,7 +185,9 @@ def _render(task: Any, report: str, edition_date: str, inputs: str, inbox: str =
 def _warm_up(project: Project) -> None:
     """Pay the imports and the chart fonts once, in the worker, before it forks its render processes."""
     import matplotlib.figure  # noqa: F401, PLC0415
-    import weasyprint  # noqa: F401, PLC0415
+    from ..pipeline.libraries import import_weasyprint  # noqa: PLC0415
+
+    import_weasyprint()
 
     from ..pipeline import build, charts  # noqa: PLC0415
 

@@ -54,7 +54,9 @@ def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:
 
     configure_logging(verbose=False, as_json=log_json)
     import matplotlib.figure  # noqa: F401, PLC0415 - warm up: pay the imports once per worker
-    import weasyprint  # noqa: F401, PLC0415
+    from ..pipeline.libraries import import_weasyprint  # noqa: PLC0415
+
+    import_weasyprint()
 
     from ..pipeline import build  # noqa: F401, PLC0415
 

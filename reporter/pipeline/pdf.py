@@ -136,8 +136,10 @@ def to_pdf(document: str, base_dir: Path, roots: tuple[Path, ...], name: str, *,
     """Lay out the HTML with WeasyPrint and return the PDF bytes: PDF/A-3a, tagged, with
     ``attachments`` embedded. ``identifier`` (the PDF's /ID) and ``created`` (the attachments'
     dates) are fixed by the caller, so the same inputs give the same bytes."""
-    from weasyprint import HTML  # noqa: PLC0415 - 1 s import, only when writing a PDF
-    from weasyprint import Attachment as WeasyAttachment  # noqa: PLC0415
+    from .libraries import import_weasyprint  # noqa: PLC0415
+
+    weasyprint = import_weasyprint()  # 0.3 s, only when writing a PDF
+    HTML, WeasyAttachment = weasyprint.HTML, weasyprint.Attachment
     from weasyprint.urls import FatalURLFetchingError  # noqa: PLC0415
 
     fetcher = _ProjectFetcher(roots)
