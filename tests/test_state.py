@@ -8,6 +8,7 @@ processes released together by a barrier, many times over.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import stat
@@ -455,3 +456,69 @@ def test_send_if_changed_compares_with_what_that_recipient_last_got_of_that_repo
         assert last("brief", "ru", "dan@example.org") is None
     finally:
         history.close()
+
+
+# --- deliveries.json beside each edition (reporter/state/records.py) ---------------------------
+
+def _entry(lang: str, recipient: str, **changes):
+    from reporter.state.records import SentEntry
+
+    return SentEntry(**{"lang": lang, "recipient": recipient, "kind": "to", "sent_at": "2025-11-05T03:00:00+00:00",
+                        "message_id": f"<{lang}.{recipient}>", "sha256": "ab" * 32, "reply": "250 OK", **changes})
+
+
+def test_the_delivery_record_is_the_document_an_operator_reads(tmp_path: Path) -> None:
+    """What `cat deliveries.json` shows: its report and date, one entry per language and
+    address in a stable order, names legible in any script, and a later send replacing only
+    that recipient's entry."""
+    from reporter.state.records import add_to_record, read_record, record_path
+
+    edition = tmp_path / "brief" / "2025-11-05"
+    edition.mkdir(parents=True)
+    add_to_record(edition, "brief", date(2025, 11, 5), _entry("ru", "Аналитик@example.org"))
+    add_to_record(edition, "brief", date(2025, 11, 5), _entry("en", "desk@example.org"))
+    add_to_record(edition, "brief", date(2025, 11, 5), _entry("ru", "analyst@example.org", reply="250 queued"))
+    text = record_path(edition).read_text(encoding="utf-8")
+    assert text.endswith("}\n") and "\n  \"deliveries\": [\n    {\n      \"lang\": \"en\"," in text
+    assert "Аналитик@example.org" in text  # not \u escapes
+    document = json.loads(text)
+    assert {k: v for k, v in document.items() if k != "deliveries"} == {
+        "version": 1, "report": "brief", "edition_date": "2025-11-05"}
+    assert [(e["lang"], e["recipient"], e["reply"]) for e in document["deliveries"]] == [
+        ("en", "desk@example.org", "250 OK"),
+        ("ru", "analyst@example.org", "250 queued"),
+        ("ru", "Аналитик@example.org", "250 OK")]
+    assert read_record(edition)[("ru", "analyst@example.org")].reply == "250 queued"
+    # The same address again, in another case: it replaces that entry, not adds one.
+    add_to_record(edition, "brief", date(2025, 11, 5), _entry("en", "DESK@example.org", attempts=2))
+    entries = json.loads(record_path(edition).read_text(encoding="utf-8"))["deliveries"]
+    assert [(e["lang"], e["recipient"], e["attempts"]) for e in entries][0] == ("en", "DESK@example.org", 2)
+    assert len(entries) == 3
+
+
+@pytest.mark.parametrize("how", ["no-folder", "a-folder-in-its-place", "immutable-folder"])
+def test_a_delivery_record_that_cannot_be_written_is_an_error_naming_it(tmp_path: Path, how: str) -> None:
+    import subprocess
+
+    from reporter.state.records import add_to_record, record_path
+
+    edition = tmp_path / "brief" / "2025-11-05"
+    if how != "no-folder":
+        edition.mkdir(parents=True)
+    if how == "a-folder-in-its-place":
+        record_path(edition).mkdir()
+    if how == "immutable-folder" and subprocess.run(["chattr", "+i", str(edition)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported here (needs root and a file system with attributes)")
+    try:
+        with pytest.raises(StateError) as caught:
+            add_to_record(edition, "brief", date(2025, 11, 5), _entry("en", "desk@example.org"))
+    finally:
+        if how == "immutable-folder":
+            subprocess.run(["chattr", "-i", str(edition)], check=True)
+    (problem,) = caught.value.problems
+    assert problem.file == str(record_path(edition))
+    assert problem.place == ""
+    expected = {"no-folder": "cannot write: No such file or directory",
+                "a-folder-in-its-place": "cannot read this edition's delivery record (Is a directory)",
+                "immutable-folder": "cannot write: Operation not permitted"}[how]
+    assert problem.message.startswith(expected), problem.message

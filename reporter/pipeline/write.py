@@ -39,6 +39,7 @@ def write_atomically(files: dict[Path, bytes]) -> None:
     records the run as not finished, so it runs again.)
     """
     staged: list[tuple[str, Path]] = []
+    target = next(iter(files), Path())
     try:
         for target, data in files.items():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +54,9 @@ def write_atomically(files: dict[Path, bytes]) -> None:
             os.replace(tmp, target)
         staged.clear()
     except OSError as exc:
-        where = exc.filename or next(iter(files), "")
-        raise RenderError([Problem(str(where), "", f"cannot write: {exc.strerror}")]) from None
+        # The file the user knows, not its temporary part (".brief.en.pdf.4242.x1y2.part"),
+        # which is gone by the time they read the message.
+        raise RenderError([Problem(str(target), "", f"cannot write: {exc.strerror}")]) from None
     finally:
         for tmp, _target in staged:
             Path(tmp).unlink(missing_ok=True)
