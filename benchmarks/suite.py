@@ -185,7 +185,8 @@ class Bench:
     def cold(self) -> None:
         render = lambda: timed([*self.cli, "render", "b00", "--date", DAY.isoformat(), "--output", self.fresh()])  # noqa: E731
         bare = lambda: timed(self.bare("cold"))  # noqa: E731
-        render(), bare()  # the OS file cache and bytecode, for both alike
+        if not self.quick:
+            render(), bare()  # the OS file cache and bytecode, for both alike
         ours, base = [], []
         for r in range(self.rounds):
             o, b = alternate(r, render, bare)
@@ -221,7 +222,7 @@ class Bench:
             return charts + layout
 
         try:
-            for _ in range(2):  # warm: imports, fonts, caches, on every side
+            for _ in range(1 if self.quick else 2):  # warm: imports, fonts, caches, on every side
                 ours(), theirs()
                 if printer:
                     printer.edition()
@@ -289,7 +290,8 @@ class Bench:
                 return took
             return run
 
-        cold_series(), pool(2)()  # caches, for all alike
+        if not self.quick:
+            cold_series(), pool(2)()  # caches, for all alike
         series, pairs, one, two = [], [], [], []
         for r in range(self.rounds):
             s, p, o, t = alternate(r, cold_series, cold_pairs, pool(1), pool(2))
@@ -310,7 +312,7 @@ class Bench:
         import celery_bench
         from servers import start_redis, stop
 
-        celery_bench.SEQUENTIAL = 3 if self.quick else 20
+        celery_bench.SEQUENTIAL = 2 if self.quick else 20
         folder = self.folder / "celery"
         redis = start_redis(folder / "redis")
         try:
@@ -333,9 +335,11 @@ class Bench:
                 o, t = alternate(r, with_workers(1), with_workers(2))
                 one.append(o)
                 two.append(t)
-            celery_bench.BURST = 4 if self.quick else 20
-            small = celery_bench.project(folder / "project")
-            each = celery_bench.overheads(folder, small, env)
+            each = None
+            if not self.quick:  # a third worker start and a pool: the quick run proves the rest
+                celery_bench.BURST = 20
+                small = celery_bench.project(folder / "project")
+                each = celery_bench.overheads(folder, small, env)
         finally:
             stop(redis.process)
         self.results.append(Paired(f"4a. Celery, batch of {self.size}: 2 workers / 1 worker (time of 1 / time of 2)",
@@ -343,6 +347,8 @@ class Bench:
         self.notes.append(f"4a. Celery editions per minute: 1 worker {_spread([self.size / t * 60 for t in one])}, "
                           f"2 workers {_spread([self.size / t * 60 for t in two])} (wall time of `run-due --executor "
                           "celery`, with the scheduler's own work: claiming, writing, recording)")
+        if each is None:
+            return
         pool_extra = [w - r for w, r in zip(*each["local pool"])]
         celery_extra = [w - r for w, r in zip(*each["celery"])]
         self.notes.append(f"4b. per small edition beyond the render itself, one at a time: local pool "
@@ -356,7 +362,7 @@ class Bench:
         from reporter.execute import RenderTask
         from reporter.execute.pool import ProcessPool
 
-        count = 4 if self.quick else 100
+        count = 3 if self.quick else 100
         pool = ProcessPool(size=1, max_tasks=100_000)
         rss: list[float] = []
         pids = set()

@@ -297,7 +297,11 @@ def test_the_crontab_line_renders_delivers_and_logs_when_run_as_cron_runs_it(dep
 
     # The secrets file is checked at every start: loosened, the line fails in one logged line.
     os.chmod(secrets, 0o644)
-    refused = as_user(user, ["/bin/sh", "-c", command], env={**cron_env, "REPORTER_NOW": "2025-11-10T08:00:20+00:00"}, cwd="/")
+    try:
+        refused = as_user(user, ["/bin/sh", "-c", command], env={**cron_env, "REPORTER_NOW": "2025-11-10T08:00:20+00:00"},
+                          cwd="/")
+    finally:
+        os.chmod(secrets, 0o600)  # as the README made it: the other tests of this account read it, in any order
     assert refused.returncode == 1
     assert refused.stderr == f"error: {secrets}: can be read or written by others (mode 0644): it holds secrets; chmod 600 {secrets}\n"
     assert log_file.read_text(encoding="utf-8").rstrip().endswith(f"chmod 600 {secrets}")

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -528,3 +528,47 @@ def test_the_glance_reads_the_schema_and_states_the_history_writes() -> None:
 
     assert idle.SCHEMA == schema.VERSION
     assert idle.UNDELIVERED == history.UNDELIVERED
+
+
+def test_each_skipped_slot_says_why_as_the_history_will_show_it(tmp_path: Path) -> None:
+    """The reasons are what `reporter history` prints for a skipped slot."""
+    now = datetime(2025, 11, 4, 9, 0, tzinfo=ALMATY)
+    last = datetime(2025, 10, 31, 8, 0, 30, tzinfo=ALMATY)
+    latest = plan(_report(tmp_path / "a", catch_up="latest", grace="60h"), now, last)
+    assert [(s.key, reason) for s, reason in latest.skip] == [
+        ("2025-11-01T08:00", "missed by more than the grace period (60 h)"),
+        ("2025-11-02T08:00", "catch-up policy 'latest': a newer slot runs instead"),
+        ("2025-11-03T08:00", "catch-up policy 'latest': a newer slot runs instead")]
+    skip = plan(_report(tmp_path / "b", catch_up="skip", grace="2d"), now, last)
+    assert [(s.key, reason) for s, reason in skip.skip] == [
+        ("2025-11-01T08:00", "missed by more than the grace period (48 h)"),
+        ("2025-11-02T08:00", "missed by more than the grace period (48 h)"),
+        ("2025-11-03T08:00", "catch-up policy 'skip'"),
+        ("2025-11-04T08:00", "catch-up policy 'skip'")]
+
+
+def test_the_grace_period_and_the_on_time_window_include_their_last_moment(tmp_path: Path) -> None:
+    slot = datetime(2025, 11, 3, 8, 0, tzinfo=ALMATY)
+    last = datetime(2025, 11, 2, 9, 0, tzinfo=ALMATY)
+    at_grace = plan(_report(tmp_path / "a", catch_up="all", grace="6h"), slot + timedelta(hours=6), last)
+    assert [s.key for s in at_grace.run] == ["2025-11-03T08:00"] and at_grace.skip == ()
+    past_grace = plan(_report(tmp_path / "b", catch_up="all", grace="6h"), slot + timedelta(hours=6, seconds=1), last)
+    assert past_grace.run == () and [s.key for s, _ in past_grace.skip] == ["2025-11-03T08:00"]
+    on_time = plan(_report(tmp_path / "c", catch_up="skip"), slot + timedelta(minutes=2), last)
+    assert [s.key for s in on_time.run] == ["2025-11-03T08:00"]
+    late = plan(_report(tmp_path / "d", catch_up="skip"), slot + timedelta(minutes=2, seconds=1), last)
+    assert late.run == ()
+
+
+def test_with_slots_a_minute_apart_the_skip_policy_runs_only_the_newest(tmp_path: Path) -> None:
+    now = datetime(2025, 11, 3, 8, 2, 0, tzinfo=ALMATY)
+    decision = plan(_report(tmp_path, schedule="* * * * *", catch_up="skip"), now, now - timedelta(minutes=3))
+    assert [s.key for s in decision.run] == ["2025-11-03T08:02"]
+    assert [s.key for s, _ in decision.skip] == ["2025-11-03T08:00", "2025-11-03T08:01"]
+
+
+def test_every_abandoned_slot_is_decided_again(tmp_path: Path) -> None:
+    now = datetime(2025, 11, 4, 8, 0, 30, tzinfo=ALMATY)
+    decision = plan(_report(tmp_path, catch_up="all", grace="3d"), now, now - timedelta(minutes=1),
+                    abandoned=["2025-11-02T08:00", "2025-11-03T08:00"])
+    assert [s.key for s in decision.run] == ["2025-11-02T08:00", "2025-11-03T08:00", "2025-11-04T08:00"]
