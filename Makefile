@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCALES := ru en
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test repeat setup system-packages i18n bench mutate clean
 
@@ -57,7 +56,7 @@ i18n: setup
 # Bytecode is written there: each CLI subprocess would otherwise recompile the mutated modules.
 MUTANTS ?=
 mutate: setup $(VENV)/.mutmut-installed
-	PYTHONDONTWRITEBYTECODE= $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/python scripts/mutation-score
 
 $(VENV)/.mutmut-installed: pyproject.toml
