@@ -64,8 +64,8 @@ $(VENV)/.mutmut-installed: pyproject.toml
 	touch $@
 
 
-# Every ratio of docs/BENCHMARKS.md, paired rounds side by side; about 15 minutes on 2 cores.
-# ROUNDS=N sets the paired rounds (default 3: the 20 above is repeat's); QUICK=1 small sizes.
+# Every ratio of docs/BENCHMARKS.md, paired rounds side by side; about 12 minutes on 2 cores.
+# ROUNDS=N sets the paired rounds (default 3: the 20 above is repeat's); QUICK=1 small sizes, no Celery.
 bench: setup
 	$(BIN)/python benchmarks/suite.py --rounds $(if $(filter command line,$(origin ROUNDS)),$(ROUNDS),3) $(if $(QUICK),--quick)
 
