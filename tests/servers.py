@@ -127,12 +127,6 @@ def postgres_bin() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Postgres:
     folder: Path
@@ -185,7 +179,7 @@ class Postgres:
                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
             step = "pg_ctl start"
             for attempt in range(3):  # a free port may be taken between asking and listening
-                server.port = _free_port()
+                server.port = free_port()
                 options = (f"-p {server.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
                            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
                            "-c shared_buffers=32MB")

@@ -10,7 +10,6 @@ import email
 import email.policy
 import logging
 import shutil
-import socket
 import ssl
 import subprocess
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from reporter.pipeline import build
 from reporter.config import Recipient
 from reporter.errors import DeliveryError
 from reporter.state.history import History
+from servers import free_port
 
 DAY = date(2025, 11, 5)
 NOW = datetime(2025, 11, 5, 3, 0, tzinfo=timezone.utc)
@@ -146,15 +146,9 @@ class Recorder:
         return out
 
 
-def free_port() -> int:
-    # aiosmtpd's Controller with port=0 fails its readiness check, so pick a port first.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def smtp_server(handler: Recorder, **kwargs) -> Iterator[Controller]:
+    # aiosmtpd's Controller with port=0 fails its readiness check, so pick a port first.
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
     try:

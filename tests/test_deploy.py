@@ -26,7 +26,8 @@ from conftest import EDITION, REPORT, ROOT, run_cli, write_project
 from projects import make_project, report_block
 from reporter import __version__
 from reporter.envfile import EnvFileError, parse
-from test_deliver import Recorder, free_port, smtp_server
+from servers import free_port
+from test_deliver import Recorder, smtp_server
 
 pytestmark = pytest.mark.slow
 AT_SLOT = "2025-11-03T08:00:20+05:00"  # Monday 08:00:20 in Almaty, the report's slot just due

@@ -38,7 +38,8 @@ from reporter.deliver import delivery
 from reporter.deliver.smtp import SmtpSettings
 from reporter.pipeline import build
 from reporter.state.history import History
-from test_deliver import Recorder, free_port, smtp_server
+from servers import free_port
+from test_deliver import Recorder, smtp_server
 
 DAY = date(2025, 11, 3)
 SLOT = "2025-11-03T08:00"
