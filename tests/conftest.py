@@ -46,9 +46,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     """
     proc = subprocess.run(
         [sys.executable, "-m", "reporter", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=cwd or _neutral_cwd(), env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=cwd or _neutral_cwd(), env=cli_env(env or {}),
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def cli_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of every reporter process a test starts: the package is the suite's own
+    (under `make mutate`, the mutated copy in mutants/), never whatever is installed."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
 def _neutral_cwd() -> Path:
@@ -107,3 +113,38 @@ def _the_repository_stays_untouched():
     yield
     after = {name: _snapshot(ROOT / name) for name in ("state", "output")}
     assert after == before, "the test run changed the repository's state/ or output/"
+
+
+def _reporter_children() -> list[int]:
+    """This pytest process's child processes that run reporter (a service, a worker, a preview)."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if b"reporter" in argv[1:3] or any(arg.endswith(b"/bin/reporter") for arg in argv[:2]):
+                found.append(int(child))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_reporter_process_outlives_its_test():
+    """A test that fails before it stops its service must not leave it running into the next
+    tests (holding a CPU, a port, a worker blocked on a FIFO): its whole process group goes."""
+    yield
+    for pid in _reporter_children():
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass

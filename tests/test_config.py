@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli, write_project
-from projects import write_dataset, write_templates
+from projects import make_project, report_block, write_dataset, write_templates
 from reporter import config
 from reporter.errors import ConfigError
 
@@ -197,3 +198,54 @@ def test_recipient_addresses_and_names_that_cannot_be_sent_are_refused(tmp_path:
     text = "\n".join(_problems(tmp_path, GOOD + 'recipients_file = "recipients.csv"\n'))
     assert "'analyst@пример.рф' is not an email address (write a non-ASCII domain in its xn-- form)" in text
     assert "recipients.csv:line 4.name: expected a name on one line" in text
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ('"10MB"', 10 * 1024 ** 2), ('"1.5 mb"', 1572864), ('"512KB"', 512 * 1024), ('"2GB"', 2 * 1024 ** 3),
+    ('"900 B"', 900), ('" 3MB "', 3 * 1024 ** 2),
+])
+def test_a_message_size_limit_is_read_in_powers_of_1024(tmp_path: Path, written: str, expected: int) -> None:
+    config_path = make_project(tmp_path, [report_block("r")], email=True)
+    config_path.write_text(config_path.read_text(encoding="utf-8") + f"max_size = {written}\n", encoding="utf-8")
+    assert config.load(config_path).email.max_bytes == expected
+
+
+@pytest.mark.parametrize("written", ['"10 megabytes"', '"MB"', '"-1MB"', '"10TB"', '"1,5MB"'])
+def test_a_size_that_is_not_one_is_named(tmp_path: Path, written: str) -> None:
+    config_path = make_project(tmp_path, [report_block("r")], email=True)
+    config_path.write_text(config_path.read_text(encoding="utf-8") + f"max_size = {written}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        config.load(config_path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{config_path}:email.max_size: {written.strip(chr(34))!r} is not a size like '10MB'"]
+
+
+@pytest.mark.parametrize(("written", "days"), [
+    ("400d", 400), ("400 days", 400), ("1 day", 1), ("6 weeks", 42), ("1w", 7), ("18 months", 558), ("1mo", 31),
+    ("1 month", 31), ("2y", 732), ("1 year", 366), (" 3 years ", 1098),
+])
+def test_a_maximum_age_errs_on_the_side_of_fresh(tmp_path: Path, written: str, days: int) -> None:
+    config_path = make_project(tmp_path, [report_block("r", extra=f'max_age = {{ default = "{written}", prices = "90d" }}')])
+    assert config.load(config_path).report("r").max_age == {"default": days, "prices": 90}
+
+
+@pytest.mark.parametrize("written", ["18", "6 fortnights", "2.5y", "y", "-3d", "1 month 2 days"])
+def test_an_age_that_is_not_one_is_named(tmp_path: Path, written: str) -> None:
+    config_path = make_project(tmp_path, [report_block("r", extra=f'max_age = "{written}"')])
+    with pytest.raises(ConfigError) as caught:
+        config.load(config_path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{config_path}:reports.r.max_age: {written!r} is not an age like '400d', '6 weeks', '18 months' or '2y'"]
+
+
+@pytest.mark.parametrize(("utc", "zone", "day"), [
+    ("2025-11-04T18:59:59", "Asia/Almaty", "2025-11-04"),        # 23:59:59 in Almaty (UTC+5)
+    ("2025-11-04T19:00:00", "Asia/Almaty", "2025-11-05"),        # midnight there, still the 4th in UTC
+    ("2025-11-05T04:59:59", "America/New_York", "2025-11-04"),   # 23:59:59 EST, the 5th in UTC
+    ("2025-03-09T05:00:00", "America/New_York", "2025-03-09"),   # 00:00 EST on the day clocks go forward
+])
+def test_today_is_the_reports_own_date(tmp_path: Path, utc: str, zone: str, day: str) -> None:
+    config_path = make_project(tmp_path, [report_block("r", timezone=zone)])
+    report = config.load(config_path).report("r")
+    moment = datetime.fromisoformat(utc).replace(tzinfo=timezone.utc)
+    assert config.edition_date(report, lambda: moment) == date.fromisoformat(day)

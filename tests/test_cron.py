@@ -13,7 +13,6 @@ Every expected instant in the tables was written by hand from the zone's transit
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from reporter import cron
 from reporter.config import Report
 from reporter.schedule.plan import next_runs, plan
@@ -638,7 +637,7 @@ def test_the_service_wakes_at_the_instant_it_computed(tmp_path: Path) -> None:
     # APScheduler, which keeps the real time, must wake the service for 08:01.
     service = subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "--verbose", "run"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "REPORTER_NOW": "2025-11-03T08:00:57+05:00"})
+                               env=cli_env({"REPORTER_NOW": "2025-11-03T08:00:57+05:00"}))
     try:
         deadline = clock.monotonic() + 60
         while clock.monotonic() < deadline:

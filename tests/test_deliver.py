@@ -456,6 +456,30 @@ def test_retries_are_bounded(rendered, history, server):
     assert history.delivery("brief", DAY, "en", "desk@example.org").status == "failed"
 
 
+def test_a_delivery_stopped_midway_leaves_every_claim_recorded_and_a_retry_sends_the_rest(rendered, history, server):
+    # The service is stopped (SystemExit from its signal handler) while it waits to retry one
+    # recipient: no claim may be left standing, each row says why, and the next run sends them.
+    handler, smtp = server
+    handler.rcpt_once["desk@example.org"] = ["450 4.2.1 mailbox busy"]
+    project, report = variant(rendered, attempts=3, backoff_seconds=2)
+
+    def stopped(seconds: float) -> None:
+        raise SystemExit("stopped by SIGTERM\nwhile waiting to retry")
+
+    with pytest.raises(SystemExit):
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=stopped)
+    rows = {row.recipient: row for row in history.deliveries()}
+    unsent = sorted(email for email in ("analyst@example.org", "desk@example.org", "editor@example.org")
+                    if email not in handler.parsed())
+    assert "desk@example.org" in unsent
+    for email_ in unsent:
+        assert (rows[email_].status, rows[email_].reply, rows[email_].owner) == (
+            "failed", "stopped before it was sent (SystemExit: stopped by SIGTERM)", None)
+    again = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=lambda s: None)
+    assert again.ok and sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+    assert {o.recipient.email: o.status for o in again.outcomes if o.recipient.email in unsent} == dict.fromkeys(unsent, "sent")
+
+
 def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered, tmp_path, server):
     handler, smtp = server
     path = tmp_path / "state.sqlite"
@@ -671,6 +695,11 @@ def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, 
     message = email.message_from_bytes((tmp_path / "outbox" / names[2]).read_bytes(), policy=email.policy.default)
     assert normalise(message["Subject"]) == "Брифинг: Обзор торговли, 5 ноября 2025 г."
     assert next(message.iter_attachments()).get_content() == rendered.pdf("ru")
+    # Each outcome names its file and the Message-ID inside it, and counts no attempt at sending.
+    analyst = result.outcomes[0]
+    assert analyst.recipient == ANALYST and analyst.describe() == f"written to {tmp_path / 'outbox' / names[2]}"
+    assert (analyst.detail, analyst.path, analyst.attempts) == (str(analyst.path), tmp_path / "outbox" / names[2], 0)
+    assert analyst.message_id == message["Message-ID"]
 
 
 # --- the command line -------------------------------------------------------------------

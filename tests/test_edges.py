@@ -31,7 +31,7 @@ from typing import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import normalise, run_cli
+from conftest import cli_env, normalise, run_cli
 from projects import make_project
 from reporter import config
 from reporter.deliver import delivery
@@ -729,7 +729,7 @@ def test_the_service_retries_between_slots_when_the_mail_server_comes_back(tmp_p
     record(tmp_path, edition)
     service = subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **env(port, "2025-11-03T09:00:00+05:00")}, start_new_session=True)
+                               env=cli_env(env(port, "2025-11-03T09:00:00+05:00")), start_new_session=True)
     handler = Recorder()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     try:

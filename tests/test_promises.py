@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_project
+from conftest import cli_env, run_cli, write_project
 from projects import SERIES, make_project, report_block
 from reporter.deliver import delivery
 from reporter.deliver.smtp import SmtpSettings
@@ -107,6 +107,34 @@ def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path
     assert (after.status, after.updated_at, after.message_id) == ("sent", sent.updated_at, sent.message_id)
 
 
+def _claim_from_another_process(state: Path, lang: str, recipient: str) -> str:
+    """What a second live process is told when it claims (report r, DAY, lang, recipient) with --force."""
+    code = ("import sys; from datetime import date, datetime, timezone; from pathlib import Path; "
+            "from reporter.state.history import History; "
+            "h = History.at(Path(sys.argv[1])); print(h.claim_delivery('r', date(2025, 11, 5), sys.argv[2], sys.argv[3], "
+            "kind='to', now=datetime(2025, 11, 5, tzinfo=timezone.utc), force=True))")
+    done = subprocess.run([sys.executable, "-c", code, str(state), lang, recipient], capture_output=True, text=True,
+                          env=cli_env({}), timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_claim_given_up_is_free_for_another_process_and_only_that_claim(tmp_path: Path) -> None:
+    # What a failed forced resend does: the recipient's "sent" row stays, and so that the next
+    # sender (the CLI, while this scheduler lives on) is not told "another process is sending
+    # it", the claim is given up, the row's and no other's.
+    state, day = tmp_path / "h.sqlite", date(2025, 11, 5)
+    history = History.at(state)
+    for lang in ("en", "ru"):
+        history.record_delivery("r", day, lang, "desk@example.org", kind="to", status="sent", attempts=1, reply="250 ok", now=AT)
+        assert history.claim_delivery("r", day, lang, "Desk@Example.org", kind="to", now=AT, force=True) is None
+    history.release_delivery("r", day, "en", "Desk@Example.org")
+    assert _claim_from_another_process(state, "en", "desk@example.org") == "None"
+    assert _claim_from_another_process(state, "ru", "desk@example.org") == "sending"
+    kept = history.delivery("r", day, "en", "desk@example.org")
+    assert (kept.status, kept.attempts, kept.reply) == ("sent", 1, "250 ok")
+
+
 @pytest.fixture
 def rendered_edition(tmp_path: Path):
     from reporter import config
@@ -135,7 +163,7 @@ def _held_project(folder: Path) -> tuple[Path, Path]:
 def _service(config_path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
-                            env={**os.environ, "REPORTER_NOW": "2025-11-03T08:00:20+05:00"}, start_new_session=True)
+                            env=cli_env({"REPORTER_NOW": "2025-11-03T08:00:20+05:00"}), start_new_session=True)
 
 
 def _statuses(state: Path) -> list[str]:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, _neutral_cwd, run_cli
+from conftest import _neutral_cwd, cli_env, run_cli
 from reporter import config
 from reporter import cron
 from reporter.schedule.plan import next_runs, plan
@@ -206,7 +206,7 @@ def _start_service(config_path: Path, now: str, *extra: str, env: dict[str, str]
     # A session of its own, as under systemd: a signal can go to its whole process group.
     return subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "REPORTER_NOW": now, **(env or {})}, start_new_session=True)
+                            env=cli_env({"REPORTER_NOW": now, **(env or {})}), start_new_session=True)
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
@@ -396,6 +396,52 @@ def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> Non
     assert "the render process died (killed by SIGKILL)" in row[5]
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_killed_service_leaves_no_render_process_behind(tmp_path: Path) -> None:
+    # Killed mid-render (kill -9, the OOM killer): its worker, blocked in the middle of the
+    # render, must not live on as an orphan holding memory and half a render.
+    config_path, _fifo = _held(tmp_path)
+    service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--workers", "1")
+    log = _Log(service)
+    _wait_for(lambda: log.has("r 2025-11-03: loading brief"))
+    workers = _workers_of(service.pid)
+    assert workers and all(_running(pid) for pid in workers)
+    service.kill()
+    service.wait(timeout=10)
+    _wait_for(lambda: not any(_running(pid) for pid in workers), timeout=30)
+
+
+def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    # Renders are handed to the pool from short-lived threads (a catch-up, a wake-up); the
+    # worker they start serves the next render too, whichever thread asks.
+    import threading
+
+    from reporter.execute import RenderTask
+    from reporter.execute.pool import ProcessPool
+
+    config_path = make_project(tmp_path, [report_block("r", **FAST)])
+    pool = ProcessPool(size=1)
+    try:
+        first: list = []
+        starter = threading.Thread(target=lambda: first.append(
+            pool.run(RenderTask(str(config_path), "r", datetime(2025, 11, 3).date()), timeout=60)))
+        starter.start()
+        starter.join()
+        assert first[0].ok, first[0].error
+        time.sleep(0.5)  # the thread is gone, as an OS thread too
+        second = pool.run(RenderTask(str(config_path), "r", datetime(2025, 11, 10).date()), timeout=60)
+        assert second.ok, second.error
+        assert second.pid == first[0].pid
+    finally:
+        pool.close(grace=0)
+
+
 def test_log_json_gives_one_json_object_per_line(tmp_path: Path) -> None:
     import json
 
@@ -450,7 +496,7 @@ def _imports_sqlalchemy(config_path: Path, now: str) -> tuple[bool, object]:
     """Runs ``run-due`` at ``now`` with ``-X importtime``: whether it took the full path."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config_path), "run-due"],
                           capture_output=True, text=True, timeout=120, cwd=_neutral_cwd(),
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **_env(now)})
+                          env=cli_env(_env(now)))
     return " sqlalchemy\n" in proc.stderr, proc
 
 

@@ -27,16 +27,21 @@ log = logging.getLogger(__name__)
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PARENT_POLL = 0.5  # seconds: how soon a worker whose service died ends itself
 
 
 def _die_with_parent() -> None:
-    # If the service is killed with SIGKILL its workers must not live on as orphans.
-    try:
-        import ctypes  # noqa: PLC0415
+    # If the service is killed with SIGKILL its workers must not live on as orphans, even in
+    # the middle of a render. Not PR_SET_PDEATHSIG: Linux sends that signal when the *thread*
+    # that started the worker ends, and workers start from whichever thread renders first.
+    parent = os.getppid()
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _worker_main(conn: Connection, max_tasks: int, log_json: bool) -> None:

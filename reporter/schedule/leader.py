@@ -129,7 +129,7 @@ def stepping_down(history: History, stop_renders: Callable[[], None]) -> Callabl
                   extra={"fields": {"event": "stepped-down", "reason": reason}})
         stopper = threading.Thread(target=stop_renders, name="step-down", daemon=True)
         stopper.start()
-        stopper.join(timeout=3)  # workers also die with this process (PR_SET_PDEATHSIG)
+        stopper.join(timeout=3)  # workers also end once this process is gone (pool._die_with_parent)
         logging.shutdown()
         os._exit(STEPPED_DOWN)
     return step_down

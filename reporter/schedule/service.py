@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
@@ -22,6 +23,7 @@ from .plan import Slot, next_fire, plan
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+STOP_POLL = 0.2  # seconds: how soon `reporter run` notices SIGTERM or SIGINT
 
 
 class Delivery(Protocol):
@@ -192,11 +194,11 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
     import signal  # noqa: PLC0415
 
     from apscheduler.executors.pool import ThreadPoolExecutor as APSThreads  # noqa: PLC0415
-    from apscheduler.schedulers.blocking import BlockingScheduler  # noqa: PLC0415
+    from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
     from apscheduler.triggers.date import DateTrigger  # noqa: PLC0415
 
     reports = service.scheduled()
-    scheduler = BlockingScheduler(
+    scheduler = BackgroundScheduler(
         executors={"default": APSThreads(max_workers=max(2, len(reports)))},
         # Our history decides what runs; these only stop APScheduler from piling up wake-ups.
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -248,12 +250,13 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
             arm(report, checked)
 
     def stop(signum: int, _frame: object) -> None:
+        # Only a flag: a handler runs on the main thread between any two of its bytecodes, so
+        # one that took a lock the interrupted code holds (shutting APScheduler down takes its
+        # thread pool's) would wait forever. The main thread, below, does the stopping.
         if not stopping.is_set():
             stopping.set()
             log.info("received %s: stopping; renders in progress get up to %g s to finish",
                      signal.Signals(signum).name, stop_grace)
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -262,10 +265,6 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
     started = service.clock()
     for report in reports:
         arm(report, started)
-    # A signal that lands just before start() finds the scheduler not yet running; this
-    # watchdog then stops it from inside, so the service can never miss its stop.
-    scheduler.add_job(lambda: stopping.is_set() and scheduler.shutdown(wait=False), "interval", seconds=1,
-                      id="stop-watch", name="stop-watch")
 
     def catch_up_all() -> None:
         service.resume_deliveries()
@@ -275,7 +274,12 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
     catch_up.start()
     try:
         if not stopping.is_set():
-            scheduler.start()  # blocks until stop() shuts it down
+            scheduler.start()  # wakes run on its own thread and pool
+            while not stopping.is_set():
+                # Polled, not stopping.wait(): the handler's set() would take the lock that
+                # wait() holds while it starts and ends. A stop is seen within this step.
+                time.sleep(STOP_POLL)
+            scheduler.shutdown(wait=False)
     finally:
         service.executor.close(grace=stop_grace)
         catch_up.join(timeout=stop_grace + 10)

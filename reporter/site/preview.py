@@ -425,18 +425,26 @@ class PreviewServer:
         stopping = threading.Event()
 
         def stop(signum: int, _frame: object) -> None:
+            # Only a flag: the handler runs on the serving thread between any two bytecodes,
+            # maybe while it holds a lock (starting a request's thread takes threading's own),
+            # so starting a thread or shutting the server down here could wait forever.
             if not stopping.is_set():
                 stopping.set()
                 log.info("preview: received %s, stopping", signal.Signals(signum).name)
-                # shutdown() waits for serve_forever() to return, which runs on this very thread.
-                threading.Thread(target=self.httpd.shutdown, name="preview-stop").start()
+
+        def stop_serving() -> None:
+            stopping.wait()
+            self.httpd.shutdown()  # waits for serve_forever() to return
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        stopper = threading.Thread(target=stop_serving, name="preview-stop", daemon=True)
+        stopper.start()
         self.watcher.start()
         try:
             ready()
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
+            stopping.set()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.watcher.stop()

@@ -326,11 +326,6 @@ class History:
             return True
         return self._run(finish)
 
-    def add_pending(self, report: str, edition_date: date, recipients: Sequence[tuple[str, str, str]],
-                    now: datetime) -> None:
-        """A ``pending`` row for each (language, address, kind) that has no row yet."""
-        self._run(lambda conn: _add_pending(conn, report, edition_date.isoformat(), recipients, now))
-
     def abandon_running(self, now: datetime) -> list[tuple[int, str, str]]:
         """Mark runs whose process is gone as ``abandoned``; return (id, report, edition date) of each.
 
