@@ -359,25 +359,16 @@ def run(ctx: click.Context, workers: int | None, stop_timeout: float, standby_in
     With a PostgreSQL state (REPORTER_STATE_URL) it may run on several hosts: one leads, the
     others stand by and one takes over when the leader dies.
     """
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
     from .schedule.service import serve  # noqa: PLC0415
+    from .schedule.stopping import Stopping  # noqa: PLC0415
 
     project = _project(ctx)
     _check_broker(project, executor)
-    stopping = threading.Event()
-
-    def stop(signum: int, _frame: object) -> None:
-        # While standing by; once leading, serve() installs its own handlers on this event.
-        if not stopping.is_set():
-            log.info("received %s: stopping", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = Stopping()
+    stopping.install()  # while standing by too
     with _scheduler_state(ctx, project, standby=standby_interval, stopping=stopping) as history:
         if history is None:
+            log.info("%s: stopping", stopping.reason)
             log.info("stopped", extra={"fields": {"event": "stopped"}})
             return
         log.info("scheduler started for %s (%d report(s)), history in %s", project.path,

@@ -115,36 +115,50 @@ def _the_repository_stays_untouched():
     assert after == before, "the test run changed the repository's state/ or output/"
 
 
-def _reporter_children() -> list[int]:
-    """This pytest process's child processes that run reporter (a service, a worker, a preview)."""
+def _children(pid: int) -> list[int]:
     found = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            children = (task / "children").read_text().split()
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread or process that just ended
+    return found
+
+
+def _reporter_children() -> set[int]:
+    """This pytest process's child processes that run reporter (a service, a worker, a preview)."""
+    found = set()
+    for child in _children(os.getpid()):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError):
             continue
-        for child in children:
-            try:
-                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if b"reporter" in argv[1:3] or any(arg.endswith(b"/bin/reporter") for arg in argv[:2]):
-                found.append(int(child))
+        if b"reporter" in argv[1:3] or any(arg.endswith(b"/bin/reporter") for arg in argv[:2]):
+            found.add(child)
     return found
 
 
 @pytest.fixture(autouse=True)
 def _no_reporter_process_outlives_its_test():
     """A test that fails before it stops its service must not leave it running into the next
-    tests (holding a CPU, a port, a worker blocked on a FIFO): its whole process group goes."""
+    tests, holding a CPU, a port or a worker blocked on a FIFO. Whatever reporter process the
+    test started and left running goes, with its own children (render workers, which lead
+    their own process groups), and is reaped."""
+    before = _reporter_children()
     yield
-    for pid in _reporter_children():
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
+    left = _reporter_children() - before
+    doomed, queue = set(), list(left)
+    while queue:
+        pid = queue.pop()
+        doomed.add(pid)
+        queue += [child for child in _children(pid) if child not in doomed]
+    for pid in doomed:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    for pid in left:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
-            pass
+            pass  # its Popen reaped it

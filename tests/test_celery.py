@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ROOT, _neutral_cwd, run_cli
+from conftest import _neutral_cwd, cli_env, run_cli
 from projects import make_project, report_block
 from servers import RedisServer, free_port, redis_server, start_redis, stop  # noqa: F401 - redis_server is a fixture
 
@@ -113,7 +113,7 @@ class Cluster:
             [sys.executable, "-m", "reporter", "--config", str(config), "worker", "--node", node,
              "--concurrency", str(concurrency)],
             stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=_neutral_cwd(), start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
+            env=cli_env(self.env))
         worker = Worker(node, process, log)
         self.workers.append(worker)
         if ready:
@@ -131,7 +131,7 @@ class Cluster:
         process = subprocess.Popen(
             [sys.executable, "-m", "reporter", "--config", str(config), *args], cwd=_neutral_cwd(),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **self.env, "REPORTER_NOW": now, **env})
+            env=cli_env({**self.env, "REPORTER_NOW": now, **env}))
         self.others.append(process)
         return process
 
@@ -370,8 +370,7 @@ def test_the_commands_that_need_no_broker_do_not_import_celery(tmp_path: Path, c
     for command in (["--help"], ["list"], ["run-due"]):
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config), *command],
                               capture_output=True, text=True, cwd=_neutral_cwd(), timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **cluster.env,
-                                   "REPORTER_NOW": "2025-11-03T09:00:00+05:00"})  # nothing due then
+                              env=cli_env({**cluster.env, "REPORTER_NOW": "2025-11-03T09:00:00+05:00"}))  # nothing due then
         assert proc.returncode == 0, proc.stderr[-2000:]
         imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
         assert not [m for m in imported if m.split(".")[0] in ("celery", "kombu", "billiard")], command

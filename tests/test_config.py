@@ -201,7 +201,7 @@ def test_recipient_addresses_and_names_that_cannot_be_sent_are_refused(tmp_path:
 
 
 @pytest.mark.parametrize(("written", "expected"), [
-    ('"10MB"', 10 * 1024 ** 2), ('"1.5 mb"', 1572864), ('"512KB"', 512 * 1024), ('"2GB"', 2 * 1024 ** 3),
+    ('"12MB"', 12 * 1024 ** 2), ('"1.5 mb"', 1572864), ('"512KB"', 512 * 1024), ('"2GB"', 2 * 1024 ** 3),
     ('"900 B"', 900), ('" 3MB "', 3 * 1024 ** 2),
 ])
 def test_a_message_size_limit_is_read_in_powers_of_1024(tmp_path: Path, written: str, expected: int) -> None:

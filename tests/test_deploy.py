@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from accounts import CI_USER, ci_user, open_tmp  # noqa: F401 - open_tmp is a fixture
-from conftest import EDITION, REPORT, ROOT, run_cli, write_project
+from conftest import EDITION, REPORT, ROOT, cli_env, run_cli, write_project
 from projects import make_project, report_block
 from reporter import __version__
 from reporter.envfile import EnvFileError, parse
@@ -357,7 +357,7 @@ def on_path(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("bin")
     (folder / "reporter").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m reporter "$@"\n')
     (folder / "reporter").chmod(0o755)
-    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    return cli_env({"PATH": f"{folder}:{os.environ['PATH']}"})
 
 
 def test_bash_completion_completes_commands_and_subcommands(on_path: dict[str, str]) -> None:

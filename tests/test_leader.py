@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import cli_env
 from projects import make_project, report_block
 from servers import Backend
 from test_deliver import Recorder, smtp_server
@@ -45,8 +45,7 @@ class Scheduler:
         process = subprocess.Popen(
             [sys.executable, "-m", "reporter", "--config", str(config), command, *extra, *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "REPORTER_NOW": now, "REPORTER_NODE": node, **backend.env,
-                 **(env or {})})
+            env=cli_env({"REPORTER_NOW": now, "REPORTER_NODE": node, **backend.env, **(env or {})}))
         scheduler = cls(node, process)
         threading.Thread(target=scheduler._read, daemon=True).start()
         return scheduler
@@ -210,7 +209,7 @@ def test_two_senders_on_two_hosts_send_each_message_once(pg_backend, tmp_path):
                                      + '\n[email]\nfrom = "Reporter <briefings@example.org>"\n'])
     rendered = subprocess.run([sys.executable, "-m", "reporter", "--config", str(config), "render", "brief", "--date",
                                "2025-11-03"], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **backend.env})
+                              env=cli_env(backend.env))
     assert rendered.returncode == 0, rendered.stderr
     handler = Recorder()
     with smtp_server(handler) as controller:

@@ -6,7 +6,6 @@ this test never reloads it, it only waits (with a deadline) for what the page sh
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import signal
 import socket
@@ -22,7 +21,7 @@ from typing import Callable, Iterator
 import pytest
 
 from browser import browser
-from conftest import ROOT, normalise, run_cli
+from conftest import cli_env, normalise, run_cli
 from projects import make_project, report_block
 
 pytestmark = pytest.mark.slow
@@ -36,7 +35,7 @@ def preview(config: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "reporter", "--config", str(config), "preview", *args, "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.parent,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env=cli_env({}))
     try:
         line = proc.stdout.readline()  # the URL, printed once it listens
         match = re.search(r"http://127\.0\.0\.1:\d+/", line)

@@ -398,7 +398,7 @@ def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> Non
 
 def _running(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
     except (FileNotFoundError, ProcessLookupError):
         return False
 
@@ -434,7 +434,7 @@ def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
         starter.start()
         starter.join()
         assert first[0].ok, first[0].error
-        time.sleep(0.5)  # the thread is gone, as an OS thread too
+        _wait_for(lambda: not Path(f"/proc/self/task/{starter.native_id}").exists())  # gone as an OS thread too
         second = pool.run(RenderTask(str(config_path), "r", datetime(2025, 11, 10).date()), timeout=60)
         assert second.ok, second.error
         assert second.pid == first[0].pid

@@ -414,12 +414,11 @@ def test_a_postgresql_state_does_load_it(postgres, tmp_path):
 def _importtime(config_path: Path, *args: str, env: dict[str, str] | None = None):
     import subprocess
 
-    from conftest import ROOT, _neutral_cwd
+    from conftest import _neutral_cwd, cli_env
 
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config_path), *args],
                           capture_output=True, text=True, timeout=120, cwd=_neutral_cwd(),
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "REPORTER_NOW": "2025-11-05T12:00:00+05:00",
-                               **(env or {})})
+                          env=cli_env({"REPORTER_NOW": "2025-11-05T12:00:00+05:00", **(env or {})}))
     return proc
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -27,18 +28,20 @@ log = logging.getLogger(__name__)
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-PARENT_POLL = 0.5  # seconds: how soon a worker whose service died ends itself
 
 
 def _die_with_parent() -> None:
     # If the service is killed with SIGKILL its workers must not live on as orphans, even in
     # the middle of a render. Not PR_SET_PDEATHSIG: Linux sends that signal when the *thread*
     # that started the worker ends, and workers start from whichever thread renders first.
-    parent = os.getppid()
+    # The parent's sentinel is a pipe made before this process was: it reads as closed once
+    # the service is gone, however early that happens.
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL)
+        multiprocessing.connection.wait([parent.sentinel])
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 from ..errors import ReporterError
 from ..state.backend import LEASE, PING
 from ..state.history import History
+from .stopping import Stopping
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def try_lead(history: History) -> tuple[bool, str | None]:
     return False, session.leader() or "unknown"
 
 
-def wait_to_lead(history: History, interval: float, stopping: threading.Event) -> bool:
+def wait_to_lead(history: History, interval: float, stopping: Stopping) -> bool:
     """Stand by until this process leads (True) or ``stopping`` is set (False).
 
     The database may go away while standing by: that is logged, and the next attempt makes a
@@ -71,7 +72,7 @@ def wait_to_lead(history: History, interval: float, stopping: threading.Event) -
                 log.info("%s; trying every %g s", message, interval,
                          extra={"fields": {"event": "standby", "leader": leader}})
                 shown = message
-        stopping.wait(interval)
+        stopping.sleep(interval)  # not wait(): see schedule/stopping.py
     return False
 
 

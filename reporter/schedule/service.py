@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
@@ -19,11 +18,11 @@ from ..config import Project, Report
 from ..execute import Executor, LostAttempt, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped
 from ..state.history import History
 from .plan import Slot, next_fire, plan
+from .stopping import Stopping
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-STOP_POLL = 0.2  # seconds: how soon `reporter run` notices SIGTERM or SIGINT
 
 
 class Delivery(Protocol):
@@ -183,7 +182,7 @@ class Service:
         self._threads.shutdown(wait=True)
 
 
-def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: threading.Event | None = None) -> None:
+def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: Stopping | None = None) -> None:
     """The long-running scheduler: catch up, then wake at each slot until SIGTERM or SIGINT.
 
     Each report has one one-shot APScheduler job at its next fire instant, computed here; when
@@ -191,8 +190,6 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
     by which APScheduler keeps its own. ``stopping`` may be set already (a signal that came
     while the caller stood by), and is set by the signal handlers installed here.
     """
-    import signal  # noqa: PLC0415
-
     from apscheduler.executors.pool import ThreadPoolExecutor as APSThreads  # noqa: PLC0415
     from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
     from apscheduler.triggers.date import DateTrigger  # noqa: PLC0415
@@ -204,7 +201,7 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=timezone.utc,
     )
-    stopping = stopping or threading.Event()
+    stopping = stopping or Stopping()
     arming = threading.Lock()
     armed: dict[str, tuple[datetime, datetime | None]] = {}  # report id: (armed after, the fire it found)
 
@@ -239,6 +236,8 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
                  extra={"fields": {"event": "next", "report": report.id, "at": moment.isoformat()}})
 
     def wake(report: Report) -> None:
+        if stopping.is_set():
+            return  # a wake in the instant before the scheduler is shut down starts no render
         checked = service.clock()
         log.debug("%s: woken at %s", report.id, checked.isoformat(timespec="seconds"),
                   extra={"fields": {"event": "woken", "report": report.id}})
@@ -249,17 +248,7 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
             # wake that came early (the two clocks drift apart) waits for the same fire again.
             arm(report, checked)
 
-    def stop(signum: int, _frame: object) -> None:
-        # Only a flag: a handler runs on the main thread between any two of its bytecodes, so
-        # one that took a lock the interrupted code holds (shutting APScheduler down takes its
-        # thread pool's) would wait forever. The main thread, below, does the stopping.
-        if not stopping.is_set():
-            stopping.set()
-            log.info("received %s: stopping; renders in progress get up to %g s to finish",
-                     signal.Signals(signum).name, stop_grace)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping.install()
     # Armed before the catch-up, so a slot that falls due while it renders still runs on time;
     # each wake then arms the next, so nothing needs re-arming after the catch-up.
     started = service.clock()
@@ -275,12 +264,11 @@ def serve(service: Service, stop_grace: float, system_clock: Clock, stopping: th
     try:
         if not stopping.is_set():
             scheduler.start()  # wakes run on its own thread and pool
-            while not stopping.is_set():
-                # Polled, not stopping.wait(): the handler's set() would take the lock that
-                # wait() holds while it starts and ends. A stop is seen within this step.
-                time.sleep(STOP_POLL)
-            scheduler.shutdown(wait=False)
+            stopping.sleep(float("inf"))
+        log.info("%s: stopping; renders in progress get up to %g s to finish", stopping.reason, stop_grace)
     finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         service.executor.close(grace=stop_grace)
         catch_up.join(timeout=stop_grace + 10)
         service.close()

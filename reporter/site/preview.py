@@ -37,6 +37,7 @@ from typing import Callable
 
 from ..config import Project, Report, edition_date
 from ..errors import Problem, ReporterError
+from ..schedule.stopping import Stopping
 from ..theme import THEME_DIR
 
 log = logging.getLogger(__name__)
@@ -422,21 +423,15 @@ class PreviewServer:
         """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly. ``ready`` announces the
         server once a Ctrl-C would stop it cleanly: a reader who presses it at once, or a
         supervisor that signals when it reads the announcement, must not get a traceback."""
-        stopping = threading.Event()
-
-        def stop(signum: int, _frame: object) -> None:
-            # Only a flag: the handler runs on the serving thread between any two bytecodes,
-            # maybe while it holds a lock (starting a request's thread takes threading's own),
-            # so starting a thread or shutting the server down here could wait forever.
-            if not stopping.is_set():
-                stopping.set()
-                log.info("preview: received %s, stopping", signal.Signals(signum).name)
+        stopping = Stopping()
 
         def stop_serving() -> None:
-            stopping.wait()
+            stopping.wait()  # on its own thread: only the serving thread must not wait on it
+            if stopping.signal_name:
+                log.info("preview: %s, stopping", stopping.reason)
             self.httpd.shutdown()  # waits for serve_forever() to return
 
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = stopping.install()
         stopper = threading.Thread(target=stop_serving, name="preview-stop", daemon=True)
         stopper.start()
         self.watcher.start()
@@ -444,9 +439,9 @@ class PreviewServer:
             ready()
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
-            stopping.set()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            stopping.set()  # with the handlers back: no signal can now run set() inside this one
             self.watcher.stop()
             self.httpd.server_close()
             self.preview.close()
