@@ -107,14 +107,14 @@ def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path
     assert (after.status, after.updated_at, after.message_id) == ("sent", sent.updated_at, sent.message_id)
 
 
-def _claim_from_another_process(state: Path, lang: str, recipient: str) -> str:
-    """What a second live process is told when it claims (report r, DAY, lang, recipient) with --force."""
+def _claim_from_another_process(state: Path, report: str, day: date, lang: str, recipient: str) -> str:
+    """What a second live process is told when it claims that message with --force."""
     code = ("import sys; from datetime import date, datetime, timezone; from pathlib import Path; "
             "from reporter.state.history import History; "
-            "h = History.at(Path(sys.argv[1])); print(h.claim_delivery('r', date(2025, 11, 5), sys.argv[2], sys.argv[3], "
-            "kind='to', now=datetime(2025, 11, 5, tzinfo=timezone.utc), force=True))")
-    done = subprocess.run([sys.executable, "-c", code, str(state), lang, recipient], capture_output=True, text=True,
-                          env=cli_env({}), timeout=60)
+            "h = History.at(Path(sys.argv[1])); print(h.claim_delivery(sys.argv[2], date.fromisoformat(sys.argv[3]), "
+            "sys.argv[4], sys.argv[5], kind='to', now=datetime(2025, 11, 5, tzinfo=timezone.utc), force=True))")
+    done = subprocess.run([sys.executable, "-c", code, str(state), report, day.isoformat(), lang, recipient],
+                          capture_output=True, text=True, env=cli_env({}), timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -122,17 +122,29 @@ def _claim_from_another_process(state: Path, lang: str, recipient: str) -> str:
 def test_a_claim_given_up_is_free_for_another_process_and_only_that_claim(tmp_path: Path) -> None:
     # What a failed forced resend does: the recipient's "sent" row stays, and so that the next
     # sender (the CLI, while this scheduler lives on) is not told "another process is sending
-    # it", the claim is given up, the row's and no other's.
+    # it", the claim is given up: that row's, not a neighbour's that differs in one part of its
+    # key, and never a claim another live process holds on the same row.
+    from reporter.state.target import node
+
     state, day = tmp_path / "h.sqlite", date(2025, 11, 5)
     history = History.at(state)
-    for lang in ("en", "ru"):
-        history.record_delivery("r", day, lang, "desk@example.org", kind="to", status="sent", attempts=1, reply="250 ok", now=AT)
-        assert history.claim_delivery("r", day, lang, "Desk@Example.org", kind="to", now=AT, force=True) is None
+    given_up = ("r", day, "en", "desk@example.org")
+    neighbours = [("r", day, "ru", "desk@example.org"), ("q", day, "en", "desk@example.org"),
+                  ("r", date(2025, 11, 6), "en", "desk@example.org"), ("r", day, "en", "editor@example.org")]
+    for report, edition, lang, address in [given_up, *neighbours]:
+        history.record_delivery(report, edition, lang, address, kind="to", status="sent", attempts=1, reply="250 ok", now=AT)
+        assert history.claim_delivery(report, edition, lang, address.title(), kind="to", now=AT, force=True) is None
     history.release_delivery("r", day, "en", "Desk@Example.org")
-    assert _claim_from_another_process(state, "en", "desk@example.org") == "None"
-    assert _claim_from_another_process(state, "ru", "desk@example.org") == "sending"
-    kept = history.delivery("r", day, "en", "desk@example.org")
+    assert _claim_from_another_process(state, *given_up) == "None"
+    assert [_claim_from_another_process(state, *key) for key in neighbours] == ["sending"] * 4
+    kept = history.delivery(*given_up)
     assert (kept.status, kept.attempts, kept.reply) == ("sent", 1, "250 ok")
+    # A row that another live process (pid 1 is always alive) has claimed stays claimed.
+    history.record_delivery("r", day, "en", "third@example.org", kind="to", status="sent", attempts=1, reply=None, now=AT)
+    with closing(sqlite3.connect(state)) as db, db:
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'third@example.org'", (f"{node()}:1/1",))
+    history.release_delivery("r", day, "en", "third@example.org")
+    assert _claim_from_another_process(state, "r", day, "en", "third@example.org") == "sending"
 
 
 @pytest.fixture
@@ -235,3 +247,20 @@ def test_a_render_that_outlives_the_stop_timeout_is_abandoned_when_it_runs_out(t
     assert service.returncode == 0 and 2 <= took < 30, took
     assert _statuses(state) == ["abandoned"]
     assert not list((tmp_path / "output").rglob("r.en.html"))
+
+
+def test_a_stop_keeps_the_first_signal_and_ends_the_main_threads_sleep() -> None:
+    from reporter.schedule.stopping import Stopping
+
+    stopping = Stopping()
+    previous = stopping.install()
+    try:
+        assert stopping.sleep(0.01) is False and stopping.reason == "asked to stop"
+        # From another thread, whenever it comes: before or during the sleep, it ends it.
+        threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        assert stopping.sleep(60) is True
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # to this thread: handled before the next line
+        assert stopping.reason == "received SIGINT"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
