@@ -273,8 +273,11 @@ def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres
     assert session.try_lead()
     history.lead()
     assert history.start_run("r", DAY, "schedule", NOW, "2025-11-03T08:00") is not None
-    with postgres.admin() as admin:  # the connection is cut: the server frees the lock at once
-        admin.execute("SELECT pg_terminate_backend(%s)", (session.backend_pid,))
+    with postgres.admin() as admin:  # the connection is cut; the lock is freed once its backend has ended
+        # With a timeout the call returns once the backend has ended, not when it was told to:
+        # until then the server still holds the lock for it, and rightly lets it claim.
+        (ended,) = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (session.backend_pid,)).fetchone()
+    assert ended
     with pytest.raises(StateError, match="not claimed, because this scheduler no longer leads"):
         history.start_run("r", DAY, "schedule", NOW, "2025-11-03T09:00")
     assert backend.rows("SELECT slot FROM slots") == [("2025-11-03T08:00",)]
