@@ -524,3 +524,28 @@ def test_a_delivery_record_that_cannot_be_written_is_an_error_naming_it(tmp_path
                 "a-folder-in-its-place": "cannot read this edition's delivery record (Is a directory)",
                 "immutable-folder": "cannot write: Operation not permitted"}[how]
     assert problem.message.startswith(expected), problem.message
+
+
+def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(tmp_path):
+    # Known means a run that ended ok for that report and that date: a failed run of the same
+    # edition, or an ok run of another date or another report, leaves it to adopt.
+    from reporter import config
+    from reporter.state.adopt import adopt
+    from reporter.state.history import History
+
+    project = config.load(make_project(tmp_path, [report_block("r", languages='["en"]', formats='["html"]'),
+                                                  report_block("q", languages='["en"]', formats='["html"]')]))
+    later = date(2025, 11, 10)
+    for report, day in [("r", DAY), ("r", later), ("q", DAY), ("q", later)]:
+        folder = project.output_dir / report / day.isoformat()
+        folder.mkdir(parents=True)
+        (folder / f"{report}.en.html").write_text(f"<p>{report} {day}</p>", encoding="utf-8")
+    history = History.at(project.state_path)
+    history.finish_run(history.start_run("r", DAY, "manual", NOW), "ok", NOW)        # known
+    history.finish_run(history.start_run("r", later, "manual", NOW), "failed", NOW)  # not a finished edition
+    history.finish_run(history.start_run("q", later, "manual", NOW), "ok", NOW)      # known
+    done = adopt(project, history, NOW)
+    assert (done.editions, done.skipped) == (2, 2)
+    adopted = sorted((run.report, run.edition_date) for run in history.runs(limit=10) if run.trigger == "adopt")
+    assert adopted == [("q", DAY.isoformat()), ("r", later.isoformat())]
+    history.close()
