@@ -536,10 +536,12 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
     project = config.load(make_project(tmp_path, [report_block("r", languages='["en"]', formats='["html"]'),
                                                   report_block("q", languages='["en"]', formats='["html"]')]))
     later = date(2025, 11, 10)
+    written = datetime(2025, 11, 3, 3, 5, 7, tzinfo=timezone.utc)
     for report, day in [("r", DAY), ("r", later), ("q", DAY), ("q", later)]:
         folder = project.output_dir / report / day.isoformat()
         folder.mkdir(parents=True)
         (folder / f"{report}.en.html").write_text(f"<p>{report} {day}</p>", encoding="utf-8")
+        os.utime(folder / f"{report}.en.html", (written.timestamp(), written.timestamp()))
     history = History.at(project.state_path)
     history.finish_run(history.start_run("r", DAY, "manual", NOW), "ok", NOW)        # known
     history.finish_run(history.start_run("r", later, "manual", NOW), "failed", NOW)  # not a finished edition
@@ -548,4 +550,9 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
     assert (done.editions, done.skipped) == (2, 2)
     adopted = sorted((run.report, run.edition_date) for run in history.runs(limit=10) if run.trigger == "adopt")
     assert adopted == [("q", DAY.isoformat()), ("r", later.isoformat())]
+    # What `reporter history` shows of an adopted run: written when its files were, and said so.
+    run = next(run for run in history.runs("q") if run.trigger == "adopt")
+    assert (run.started_at, run.finished_at, run.status) == ("2025-11-03T03:05:07+00:00",) * 2 + ("ok",)
+    assert run.error == "adopted from the files on disk at 2025-11-03T03:00:20+00:00"
+    assert [(a.lang, a.format, a.size) for a in run.artifacts] == [("en", "html", len("<p>q 2025-11-03</p>"))]
     history.close()
