@@ -44,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from mutmut.state import state
 
     durations = state().duration_by_test
+    # Across files: a module-scoped fixture may then be set up more than once per mutant,
+    # which costs less than running a slow test before the quick one that kills the mutant.
     items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
 
 
