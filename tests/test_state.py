@@ -542,6 +542,11 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
         folder.mkdir(parents=True)
         (folder / f"{report}.en.html").write_text(f"<p>{report} {day}</p>", encoding="utf-8")
         os.utime(folder / f"{report}.en.html", (written.timestamp(), written.timestamp()))
+    from reporter.state.records import SentEntry, add_to_record
+
+    sent = SentEntry("en", "desk@example.org", "cc", "2025-11-03T03:06:00+00:00", "<m1@example.org>", "ab" * 32,
+                     "250 2.0.0 OK queued as 42", attempts=2, content="digest")
+    add_to_record(project.output_dir / "q" / DAY.isoformat(), "q", DAY, sent)
     history = History.at(project.state_path)
     history.finish_run(history.start_run("r", DAY, "manual", NOW), "ok", NOW)        # known
     history.finish_run(history.start_run("r", later, "manual", NOW), "failed", NOW)  # not a finished edition
@@ -555,4 +560,9 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
     assert (run.started_at, run.finished_at, run.status) == ("2025-11-03T03:05:07+00:00",) * 2 + ("ok",)
     assert run.error == "adopted from the files on disk at 2025-11-03T03:00:20+00:00"
     assert [(a.lang, a.format, a.size) for a in run.artifacts] == [("en", "html", len("<p>q 2025-11-03</p>"))]
+    # The record's delivery joins the ledger as sent, found however the address is written.
+    assert done.deliveries == 1
+    row = history.delivery("q", DAY, "en", "Desk@Example.org")
+    assert (row.recipient, row.kind, row.status, row.attempts, row.reply, row.message_id, row.sha256, row.content) == (
+        "desk@example.org", "cc", "sent", 2, "250 2.0.0 OK queued as 42", "<m1@example.org>", "ab" * 32, "digest")
     history.close()
