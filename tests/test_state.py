@@ -545,7 +545,7 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
     from reporter.state.records import SentEntry, add_to_record
 
     sent = SentEntry("en", "desk@example.org", "cc", "2025-11-03T03:06:00+00:00", "<m1@example.org>", "ab" * 32,
-                     "250 2.0.0 OK queued as 42", attempts=2, content="digest")
+                     "250 2.0.0 OK queued as 42", attempts=2, forced=True, content="digest")
     add_to_record(project.output_dir / "q" / DAY.isoformat(), "q", DAY, sent)
     history = History.at(project.state_path)
     history.finish_run(history.start_run("r", DAY, "manual", NOW), "ok", NOW)        # known
@@ -563,6 +563,8 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
     # The record's delivery joins the ledger as sent, found however the address is written.
     assert done.deliveries == 1
     row = history.delivery("q", DAY, "en", "Desk@Example.org")
-    assert (row.recipient, row.kind, row.status, row.attempts, row.reply, row.message_id, row.sha256, row.content) == (
-        "desk@example.org", "cc", "sent", 2, "250 2.0.0 OK queued as 42", "<m1@example.org>", "ab" * 32, "digest")
+    assert (row.recipient, row.kind, row.status, row.attempts, row.reply, row.message_id, row.sha256, row.content,
+            row.forced, row.updated_at) == (
+        "desk@example.org", "cc", "sent", 2, "250 2.0.0 OK queued as 42", "<m1@example.org>", "ab" * 32, "digest",
+        True, "2025-11-03T03:06:00+00:00")
     history.close()
