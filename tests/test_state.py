@@ -568,3 +568,32 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
         "desk@example.org", "cc", "sent", 2, "250 2.0.0 OK queued as 42", "<m1@example.org>", "ab" * 32, "digest",
         True, "2025-11-03T03:06:00+00:00")
     history.close()
+
+
+def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_live_claim(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    from reporter.state.history import History
+    from reporter.state.target import node
+
+    state = tmp_path / "h.sqlite"
+    history = History.at(state)
+    for address, status in [("sent@example.org", "sent"), ("live@example.org", "sending"),
+                            ("waiting@example.org", "pending"), ("dead@example.org", "sending")]:
+        history.record_delivery("r", DAY, "en", address, kind="to", status=status, attempts=1, reply="before", now=NOW)
+    with closing(sqlite3.connect(state)) as db, db:
+        # pid 1 always runs; no process has a pid this high
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'live@example.org'", (f"{node()}:1/1",))
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'dead@example.org'", (f"{node()}:4999999/1",))
+    later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
+    keys = [("en", "nobody@example.org"), ("en", "sent@example.org"), ("en", "live@example.org"),
+            ("en", "Waiting@Example.org"), ("en", "dead@example.org")]
+    history.note_undelivered("r", DAY, keys, "SMTP settings missing", later, status="failed")
+    rows = {row.recipient: (row.status, row.reply, row.updated_at, row.owner) for row in history.deliveries("r")}
+    noted = ("failed", "SMTP settings missing", "2025-11-03T04:00:00+00:00", None)
+    assert rows == {
+        "sent@example.org": ("sent", "before", "2025-11-03T03:00:20+00:00", None),
+        "live@example.org": ("sending", "before", "2025-11-03T03:00:20+00:00", f"{node()}:1/1"),
+        "waiting@example.org": noted, "dead@example.org": noted}
+    history.close()
