@@ -597,3 +597,28 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
         "live@example.org": ("sending", "before", "2025-11-03T03:00:20+00:00", f"{node()}:1/1"),
         "waiting@example.org": noted, "dead@example.org": noted}
     history.close()
+
+
+def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    from reporter.state.history import History
+    from reporter.state.target import node
+
+    state = tmp_path / "h.sqlite"
+    history = History.at(state)
+    for address in ("new@example.org", "live@example.org", "dead@example.org", "sent@example.org"):
+        assert history.add_notice("r", "render", "2025-11-03T08:00", address, edition_date=DAY, lang="en",
+                                  error="the render failed", now=NOW)
+    with closing(sqlite3.connect(state)) as db, db:
+        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'live@example.org'", (f"{node()}:1/1",))
+        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'dead@example.org'",
+                   (f"{node()}:4999999/1",))
+        db.execute("UPDATE notices SET status = 'sent' WHERE recipient = 'sent@example.org'")
+    claimed = {notice.recipient: history.claim_notice(notice, NOW) for notice in history.notices("r")}
+    assert claimed == {"new@example.org": True, "live@example.org": False, "dead@example.org": True,
+                       "sent@example.org": False}
+    owners = {notice.recipient: (notice.status, notice.owner) for notice in history.notices("r")}
+    assert owners["dead@example.org"][0] == "sending" and owners["dead@example.org"][1].startswith(f"{node()}:{os.getpid()}/")
+    history.close()
