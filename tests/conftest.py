@@ -125,6 +125,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def render_workers(pid: int) -> list[int]:
+    """The render workers of a reporter process (started from its threads: every thread's children)."""
+    found = []
+    for child in _children(pid):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a child that just ended
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether a process still runs (a zombie has ended; its parent just has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def _reporter_children() -> set[int]:
     """This pytest process's child processes that run reporter (a service, a worker, a preview)."""
     found = set()

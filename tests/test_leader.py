@@ -8,7 +8,6 @@ fixed time: every wait is for a log line, a row or a process, with a deadline.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, render_workers, running
 from projects import make_project, report_block
 from servers import Backend
 from test_deliver import Recorder, smtp_server
@@ -101,27 +100,6 @@ def _runs(backend: Backend) -> list[tuple[str, str, str]]:
             backend.rows("SELECT slot, status, owner FROM runs WHERE slot IS NOT NULL AND status <> 'skipped' ORDER BY id")]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def _workers(pid: int) -> list[int]:
-    """The render workers of a scheduler (started from its threads, so every thread's children)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for child in (task / "children").read_text().split():
-                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(int(child))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
 def test_one_of_two_schedulers_leads_and_a_standby_takes_over_when_it_is_killed(pg_backend, tmp_path):
     backend = pg_backend
     config = make_project(tmp_path, [report_block("r", schedule="* * * * *", **FAST)])
@@ -160,7 +138,7 @@ def test_a_leader_whose_connection_is_cut_steps_down_and_a_standby_takes_over(pg
     try:
         alpha.wait_for("leading: this scheduler")
         _wait_for(lambda: _runs(backend) == [("2025-11-03T08:00", "ok", "alpha")], what="alpha to run the slot")
-        workers = _workers(alpha.process.pid)
+        workers = render_workers(alpha.process.pid)
         assert workers
         beta = Scheduler.start(config, "beta", "2025-11-03T08:00:30+05:00", backend)
         beta.wait_for(rf"standing by \(leader: alpha:{alpha.process.pid}\)")
@@ -173,7 +151,7 @@ def test_a_leader_whose_connection_is_cut_steps_down_and_a_standby_takes_over(pg
         alpha.wait_for(r"lost the lead: the connection to the state database failed .*; stepping down")
         beta.wait_for("leading: this scheduler", timeout=TAKE_OVER)
         assert time.monotonic() - cut_at < TAKE_OVER
-        _wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=10,
+        _wait_for(lambda: not [pid for pid in workers if running(pid)], timeout=10,
                   what="the render workers of the leader that stepped down to die with it")
     finally:
         alpha.stop()

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import _neutral_cwd, cli_env, run_cli
+from conftest import _neutral_cwd, cli_env, render_workers, run_cli, running
 from reporter import config
 from reporter import cron
 from reporter.schedule.plan import next_runs, plan
@@ -366,19 +366,6 @@ def test_sigterm_lets_a_render_in_progress_finish(tmp_path: Path) -> None:
     assert len(list((tmp_path / "output" / "r" / "2025-11-03").glob("r.*.pdf"))) == 2
 
 
-def _workers_of(pid: int) -> list[int]:
-    # Workers are started from the service's threads, so look at every thread's children.
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for child in (task / "children").read_text().split():
-                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(int(child))
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread or child that just ended
-    return found
-
-
 def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> None:
     config_path, _fifo = _held(tmp_path)
     state = tmp_path / "state" / "history.sqlite"
@@ -386,7 +373,7 @@ def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> Non
     log = _Log(service)
     try:
         _wait_for(lambda: log.has("r 2025-11-03: loading brief"))  # the worker is mid-render
-        for worker in _workers_of(service.pid):
+        for worker in render_workers(service.pid):
             os.kill(worker, signal.SIGKILL)
         _wait_for(lambda: _statuses(state) == ["failed"])
     finally:
@@ -396,13 +383,6 @@ def test_a_render_process_that_dies_is_recorded_as_failed(tmp_path: Path) -> Non
     assert "the render process died (killed by SIGKILL)" in row[5]
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def test_a_killed_service_leaves_no_render_process_behind(tmp_path: Path) -> None:
     # Killed mid-render (kill -9, the OOM killer): its worker, blocked in the middle of the
     # render, must not live on as an orphan holding memory and half a render.
@@ -410,11 +390,11 @@ def test_a_killed_service_leaves_no_render_process_behind(tmp_path: Path) -> Non
     service = _start_service(config_path, "2025-11-03T08:00:20+05:00", "--workers", "1")
     log = _Log(service)
     _wait_for(lambda: log.has("r 2025-11-03: loading brief"))
-    workers = _workers_of(service.pid)
-    assert workers and all(_running(pid) for pid in workers)
+    workers = render_workers(service.pid)
+    assert workers and all(running(pid) for pid in workers)
     service.kill()
     service.wait(timeout=10)
-    _wait_for(lambda: not any(_running(pid) for pid in workers), timeout=30)
+    _wait_for(lambda: not any(running(pid) for pid in workers), timeout=30)
 
 
 def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
