@@ -161,10 +161,6 @@ class Schedule:
         in_week = day.isoweekday() % 7 in self.weekdays
         return (in_month or in_week) if self.either_day else (in_month and in_week)
 
-    def matches(self, wall: datetime) -> bool:
-        """Whether a wall-clock time (its date, hour and minute) is one of the schedule's."""
-        return wall.minute in self.minutes and wall.hour in self.hours and self.day_matches(wall.date())
-
     @property
     def never(self) -> bool:
         """No date ever matches, e.g. ``0 0 31 2 *`` (when both day fields must match, the

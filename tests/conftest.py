@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from projects import make_project, report_block, with_recipients
+from reporter.state.target import node
 from servers import backend, pg_backend, postgres  # noqa: F401 - fixtures: a real PostgreSQL, and each test's state on either database
 
 # `make mutate` needs the CLI subprocesses' calls counted; outside mutmut the plugin does nothing.
@@ -29,6 +30,11 @@ for _variable in ("REPORTER_STATE_URL", "REPORTER_NODE", "PGPASSWORD", "PGPASSFI
 ROOT = Path(__file__).resolve().parents[1]
 EDITION = "2025-11-05"
 REPORT = "brief"
+
+# Claim owners ("node:pid/thread") as another process on this host writes them: pid 1 always
+# runs, and no process has a pid this high.
+LIVE_OWNER = f"{node()}:1/1"
+DEAD_OWNER = f"{node()}:4999999/1"
 
 
 @dataclass

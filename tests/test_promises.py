@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli, write_project
+from conftest import LIVE_OWNER, cli_env, run_cli, write_project
 from projects import SERIES, make_project, report_block
 from reporter.deliver import delivery
 from reporter.deliver.smtp import SmtpSettings
@@ -124,7 +124,6 @@ def test_a_claim_given_up_is_free_for_another_process_and_only_that_claim(tmp_pa
     # sender (the CLI, while this scheduler lives on) is not told "another process is sending
     # it", the claim is given up: that row's, not a neighbour's that differs in one part of its
     # key, and never a claim another live process holds on the same row.
-    from reporter.state.target import node
 
     state, day = tmp_path / "h.sqlite", date(2025, 11, 5)
     history = History.at(state)
@@ -139,10 +138,10 @@ def test_a_claim_given_up_is_free_for_another_process_and_only_that_claim(tmp_pa
     assert [_claim_from_another_process(state, *key) for key in neighbours] == ["sending"] * 4
     kept = history.delivery(*given_up)
     assert (kept.status, kept.attempts, kept.reply) == ("sent", 1, "250 ok")
-    # A row that another live process (pid 1 is always alive) has claimed stays claimed.
+    # A row that another live process has claimed stays claimed.
     history.record_delivery("r", day, "en", "third@example.org", kind="to", status="sent", attempts=1, reply=None, now=AT)
     with closing(sqlite3.connect(state)) as db, db:
-        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'third@example.org'", (f"{node()}:1/1",))
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'third@example.org'", (LIVE_OWNER,))
     history.release_delivery("r", day, "en", "third@example.org")
     assert _claim_from_another_process(state, "r", day, "en", "third@example.org") == "sending"
 

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 import main_schema
-from conftest import run_cli
+from conftest import DEAD_OWNER, LIVE_OWNER, run_cli
 from projects import make_project, report_block
 from reporter.errors import StateError
 from reporter.state import schema
@@ -575,7 +575,6 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
     from contextlib import closing
 
     from reporter.state.history import History
-    from reporter.state.target import node
 
     state = tmp_path / "h.sqlite"
     history = History.at(state)
@@ -583,9 +582,8 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
                             ("waiting@example.org", "pending"), ("dead@example.org", "sending")]:
         history.record_delivery("r", DAY, "en", address, kind="to", status=status, attempts=1, reply="before", now=NOW)
     with closing(sqlite3.connect(state)) as db, db:
-        # pid 1 always runs; no process has a pid this high
-        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'live@example.org'", (f"{node()}:1/1",))
-        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'dead@example.org'", (f"{node()}:4999999/1",))
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'live@example.org'", (LIVE_OWNER,))
+        db.execute("UPDATE deliveries SET owner = ? WHERE recipient = 'dead@example.org'", (DEAD_OWNER,))
     later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
     keys = [("en", "nobody@example.org"), ("en", "sent@example.org"), ("en", "live@example.org"),
             ("en", "Waiting@Example.org"), ("en", "dead@example.org")]
@@ -594,7 +592,7 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
     noted = ("failed", "SMTP settings missing", "2025-11-03T04:00:00+00:00", None)
     assert rows == {
         "sent@example.org": ("sent", "before", "2025-11-03T03:00:20+00:00", None),
-        "live@example.org": ("sending", "before", "2025-11-03T03:00:20+00:00", f"{node()}:1/1"),
+        "live@example.org": ("sending", "before", "2025-11-03T03:00:20+00:00", LIVE_OWNER),
         "waiting@example.org": noted, "dead@example.org": noted}
     history.close()
 
@@ -612,9 +610,9 @@ def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process(tmp_p
         assert history.add_notice("r", "render", "2025-11-03T08:00", address, edition_date=DAY, lang="en",
                                   error="the render failed", now=NOW)
     with closing(sqlite3.connect(state)) as db, db:
-        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'live@example.org'", (f"{node()}:1/1",))
+        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'live@example.org'", (LIVE_OWNER,))
         db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'dead@example.org'",
-                   (f"{node()}:4999999/1",))
+                   (DEAD_OWNER,))
         db.execute("UPDATE notices SET status = 'sent' WHERE recipient = 'sent@example.org'")
     claimed = {notice.recipient: history.claim_notice(notice, NOW) for notice in history.notices("r")}
     assert claimed == {"new@example.org": True, "live@example.org": False, "dead@example.org": True,
