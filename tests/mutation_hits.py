@@ -11,16 +11,19 @@ each subprocess append the functions it calls; after the test they count as the 
 When a mutant runs, the subprocesses inherit ``MUTANT_UNDER_TEST`` and import the mutated
 package from ``mutants/`` (``PYTHONPATH`` is the suite's ROOT, which is ``mutants/`` there).
 mutmut hands pytest the chosen tests in no particular order and stops at the first failure
-(``-x``); this plugin puts them in the order of their time in the stats run, quickest first, so
-that a mutant one quick test kills does not wait on a slow one first. Outside mutmut every hook
-returns at once.
+(``-x``); this plugin puts first the tests that killed other mutants of the same function
+(``mutants/mutmut-killers.txt``: mutants of one function mostly fall to the same test), then
+the rest by their time in the stats run, quickest first, so that a mutant one quick test kills
+does not wait on a slow one first. Outside mutmut every hook returns at once.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,14 @@ def _testing_a_mutant() -> bool:
     return "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "")
 
 
+def _mutated_function() -> str:
+    return re.sub(r"__mutmut_\d+$", "", os.environ["MUTANT_UNDER_TEST"])
+
+
+def _killers() -> Path:
+    return _HERE.parent / "mutmut-killers.txt"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not _testing_a_mutant():
@@ -44,9 +55,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from mutmut.state import state
 
     durations = state().duration_by_test
+    function = _mutated_function()
+    try:
+        lines = _killers().read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    kills = Counter(test for name, _, test in (line.partition("\t") for line in lines) if name == function)
     # Across files: a module-scoped fixture may then be set up more than once per mutant,
     # which costs less than running a slow test before the quick one that kills the mutant.
-    items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
+    items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and _testing_a_mutant():
+        # One short line per kill, appended: safe beside another mutmut child doing the same.
+        with _killers().open("a", encoding="utf-8") as killers:
+            killers.write(f"{_mutated_function()}\t{report.nodeid}\n")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -211,14 +211,20 @@ def test_stale_facts_are_marked_warned_and_may_stop_delivery(tmp_path: Path) -> 
     warned = run_cli("--config", str(config_path), "validate", env={"REPORTER_NOW": "2025-11-05T09:00:00+05:00"})
     assert warned.returncode == 0
     assert "facts.csv:line 10, column 'as_of': 'budget' is as of 2017, older than the report's max_age (558 days) on 2025-11-05" in warned.stderr
-    # A report may refuse to send an edition with stale figures.
+    # A report may refuse to send an edition with stale figures; the error names the edition and
+    # every stale fact, here two, by id.
     text_ = config_path.read_text(encoding="utf-8").replace('max_age = "18 months"', 'max_age = "18 months"\nstale = "refuse"')
     config_path.write_text(text_, encoding="utf-8")
+    facts = tmp_path / "data" / REPORT / "facts.csv"
+    facts.write_text(facts.read_text(encoding="utf-8").replace("small,0.7,,percent,,2024,", "small,0.7,,percent,,2016,"),
+                     encoding="utf-8")
     assert run_cli("--config", str(config_path), "render", REPORT, "--date", EDITION).returncode == 0
     refused = run_cli("--config", str(config_path), "send", REPORT, "--date", EDITION,
                       env={"REPORTER_SMTP_URL": "smtp://127.0.0.1:9"})
     assert refused.returncode == 1
-    assert "not delivered: 1 fact(s) older than max_age (budget (as of 2017))" in refused.stderr
+    manifest = tmp_path / "output" / REPORT / EDITION / "manifest.json"
+    assert (f"error: {manifest}:{REPORT} {EDITION}: not delivered: 2 fact(s) older than max_age "
+            "(budget (as of 2017), small (as of 2016))") in refused.stderr
 
 
 def test_a_fact_cited_in_one_language_only_fails_validate(tmp_path: Path) -> None:

@@ -456,17 +456,24 @@ def test_retries_are_bounded(rendered, history, server):
     assert history.delivery("brief", DAY, "en", "desk@example.org").status == "failed"
 
 
-def test_a_delivery_stopped_midway_leaves_every_claim_recorded_and_a_retry_sends_the_rest(rendered, history, server):
-    # The service is stopped (SystemExit from its signal handler) while it waits to retry one
-    # recipient: no claim may be left standing, each row says why, and the next run sends them.
+@pytest.mark.parametrize("stop, why", [
+    (SystemExit("stopped by SIGTERM\nwhile waiting to retry"), "SystemExit: stopped by SIGTERM"),
+    (KeyboardInterrupt(), "KeyboardInterrupt"),
+    (SystemExit("x" * 400), "SystemExit: " + "x" * 300),
+], ids=["first line", "no text", "long"])
+def test_a_delivery_stopped_midway_leaves_every_claim_recorded_and_a_retry_sends_the_rest(rendered, history, server,
+                                                                                          stop, why):
+    # The service is stopped (SystemExit from its signal handler, or Ctrl-C) while it waits to
+    # retry one recipient: no claim may be left standing, each row says why in one line of at
+    # most 300 characters, and the next run sends them.
     handler, smtp = server
     handler.rcpt_once["desk@example.org"] = ["450 4.2.1 mailbox busy"]
     project, report = variant(rendered, attempts=3, backoff_seconds=2)
 
     def stopped(seconds: float) -> None:
-        raise SystemExit("stopped by SIGTERM\nwhile waiting to retry")
+        raise stop
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(type(stop)):
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=stopped)
     rows = {row.recipient: row for row in history.deliveries()}
     unsent = sorted(email for email in ("analyst@example.org", "desk@example.org", "editor@example.org")
@@ -474,7 +481,7 @@ def test_a_delivery_stopped_midway_leaves_every_claim_recorded_and_a_retry_sends
     assert "desk@example.org" in unsent
     for email_ in unsent:
         assert (rows[email_].status, rows[email_].reply, rows[email_].owner) == (
-            "failed", "stopped before it was sent (SystemExit: stopped by SIGTERM)", None)
+            "failed", f"stopped before it was sent ({why})", None)
     again = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=lambda s: None)
     assert again.ok and sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
     assert {o.recipient.email: o.status for o in again.outcomes if o.recipient.email in unsent} == dict.fromkeys(unsent, "sent")
