@@ -224,7 +224,8 @@ def test_stale_facts_are_marked_warned_and_may_stop_delivery(tmp_path: Path) -> 
     assert refused.returncode == 1
     manifest = tmp_path / "output" / REPORT / EDITION / "manifest.json"
     assert (f"error: {manifest}:{REPORT} {EDITION}: not delivered: 2 fact(s) older than max_age "
-            "(budget (as of 2017), small (as of 2016))") in refused.stderr
+            "(budget (as of 2017), small (as of 2016)), and the report refuses stale figures "
+            '(stale = "refuse"): update the data and render again') in refused.stderr
 
 
 def test_a_fact_cited_in_one_language_only_fails_validate(tmp_path: Path) -> None:
