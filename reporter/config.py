@@ -623,7 +623,7 @@ def parse_age(text: str) -> int:
     if not match:
         raise ValueError(f"{text!r} is not an age like '400d', '6 weeks', '18 months' or '2y'")
     count, unit = int(match.group(1)), match.group(2)
-    return count * {"d": 1, "w": 7, "m": 31, "y": 366}[unit[0] if unit != "mo" else "m"]
+    return count * {"d": 1, "w": 7, "m": 31, "y": 366}[unit[0]]
 
 
 def _max_age(check: _Checker, raw: Any, key: str) -> dict[str, int]:
