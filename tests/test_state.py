@@ -614,9 +614,21 @@ def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process(tmp_p
         db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'dead@example.org'",
                    (DEAD_OWNER,))
         db.execute("UPDATE notices SET status = 'sent' WHERE recipient = 'sent@example.org'")
-    claimed = {notice.recipient: history.claim_notice(notice, NOW) for notice in history.notices("r")}
+    later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
+    claimed = {notice.recipient: history.claim_notice(notice, later) for notice in history.notices("r")}
     assert claimed == {"new@example.org": True, "live@example.org": False, "dead@example.org": True,
                        "sent@example.org": False}
-    owners = {notice.recipient: (notice.status, notice.owner) for notice in history.notices("r")}
-    assert owners["dead@example.org"][0] == "sending" and owners["dead@example.org"][1].startswith(f"{node()}:{os.getpid()}/")
+    rows = {notice.recipient: (notice.status, notice.owner, notice.updated_at) for notice in history.notices("r")}
+    me = rows["new@example.org"][1]
+    assert me.startswith(f"{node()}:{os.getpid()}/")
+    assert rows == {"new@example.org": ("sending", me, "2025-11-03T04:00:00+00:00"),
+                    "dead@example.org": ("sending", me, "2025-11-03T04:00:00+00:00"),
+                    "live@example.org": ("sending", LIVE_OWNER, "2025-11-03T03:00:20+00:00"),
+                    "sent@example.org": ("sent", None, "2025-11-03T03:00:20+00:00")}
+    # Sending it records the outcome, the Message-ID among it, and gives the claim up.
+    new = next(notice for notice in history.notices("r") if notice.recipient == "new@example.org")
+    history.record_notice(new, status="sent", attempts=1, reply="250 ok", now=later, message_id="<n1@example.org>")
+    sent = next(notice for notice in history.notices("r") if notice.recipient == "new@example.org")
+    assert (sent.status, sent.attempts, sent.reply, sent.message_id, sent.owner) == (
+        "sent", 1, "250 ok", "<n1@example.org>", None)
     history.close()
