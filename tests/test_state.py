@@ -597,7 +597,7 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
     history.close()
 
 
-def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process(tmp_path):
+def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(tmp_path):
     import sqlite3
     from contextlib import closing
 
