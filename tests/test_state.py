@@ -625,10 +625,24 @@ def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_s
                     "dead@example.org": ("sending", me, "2025-11-03T04:00:00+00:00"),
                     "live@example.org": ("sending", LIVE_OWNER, "2025-11-03T03:00:20+00:00"),
                     "sent@example.org": ("sent", None, "2025-11-03T03:00:20+00:00")}
-    # Sending it records the outcome, the Message-ID among it, and gives the claim up.
-    new = next(notice for notice in history.notices("r") if notice.recipient == "new@example.org")
-    history.record_notice(new, status="sent", attempts=1, reply="250 ok", now=later, message_id="<n1@example.org>")
-    sent = next(notice for notice in history.notices("r") if notice.recipient == "new@example.org")
-    assert (sent.status, sent.attempts, sent.reply, sent.message_id, sent.owner) == (
-        "sent", 1, "250 ok", "<n1@example.org>", None)
+    # Sending it records the outcome, the Message-ID among it, and gives the claim up; the
+    # notices that differ from it in one part of their key are left as they were.
+    for report, kind, about in [("q", "render", "2025-11-03T08:00"), ("r", "delivery", "2025-11-03T08:00"),
+                                ("r", "render", "2025-11-04T08:00")]:
+        assert history.add_notice(report, kind, about, "new@example.org", edition_date=DAY, lang="en",
+                                  error="the render failed", now=NOW)
+
+    def every_notice() -> dict[tuple[str, str, str, str], object]:
+        return {(n.report, n.kind, n.about, n.recipient): n for n in history.notices("r") + history.notices("q")}
+
+    before = every_notice()
+    key = ("r", "render", "2025-11-03T08:00", "new@example.org")
+    sent_at = datetime(2025, 11, 3, 4, 1, tzinfo=timezone.utc)
+    history.record_notice(before[key], status="sent", attempts=1, reply="250 ok", now=sent_at,
+                          message_id="<n1@example.org>")
+    after = every_notice()
+    sent = after.pop(key)
+    assert (sent.status, sent.attempts, sent.reply, sent.message_id, sent.owner, sent.updated_at) == (
+        "sent", 1, "250 ok", "<n1@example.org>", None, "2025-11-03T04:01:00+00:00")
+    assert after == {k: v for k, v in before.items() if k != key} and len(after) == 6
     history.close()
