@@ -597,6 +597,30 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
     history.close()
 
 
+def test_an_edition_was_written_when_its_first_successful_run_finished(tmp_path):
+    # Where the retry window and the health check start: neither a failed run, nor another
+    # report's or another date's edition, nor a later re-render moves it.
+    from reporter.state.history import History
+
+    history = History.at(tmp_path / "h.sqlite")
+    assert history.edition_written_at("r", DAY) is None
+
+    def run(report: str, day: date, status: str, minute: int) -> None:
+        run_id = history.start_run(report, day, "manual", NOW)
+        history.finish_run(run_id, status, datetime(2025, 11, 3, 4, minute, tzinfo=timezone.utc),
+                           error=None if status == "ok" else "broken")
+
+    run("r", DAY, "failed", 1)
+    assert history.edition_written_at("r", DAY) is None
+    run("q", DAY, "ok", 2)
+    run("r", date(2025, 11, 2), "ok", 3)
+    run("r", DAY, "ok", 10)
+    run("r", DAY, "ok", 20)
+    assert history.edition_written_at("r", DAY) == datetime(2025, 11, 3, 4, 10, tzinfo=timezone.utc)
+    assert history.edition_written_at("q", DAY) == datetime(2025, 11, 3, 4, 2, tzinfo=timezone.utc)
+    history.close()
+
+
 def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(tmp_path):
     import sqlite3
     from contextlib import closing
