@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCALES := ru en
 
-.PHONY: run test repeat setup system-packages i18n bench mutate clean
+.PHONY: run test repeat setup system-packages i18n bench mutate mutate-lines clean
 
 # Renders every report of the example project for today and prints the paths written.
 run: setup
@@ -64,6 +64,11 @@ MUTANTS ?=
 mutate: setup $(VENV)/.mutmut-installed
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/python scripts/mutation-score
+
+# Each mutant runs only the tests that ran its line, as noted by mutmut's first run; after a change
+# to the code or the tests, this notes them again (about ten minutes), for the next `make mutate`.
+mutate-lines: setup $(VENV)/.mutmut-installed
+	$(BIN)/python scripts/mutation-lines
 
 $(VENV)/.mutmut-installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,mutate]'

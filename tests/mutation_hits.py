@@ -14,7 +14,9 @@ mutmut hands pytest the chosen tests in no particular order and stops at the fir
 (``-x``); this plugin puts first the tests that killed other mutants of the same function
 (``mutants/mutmut-killers.txt``: mutants of one function mostly fall to the same test), then
 the rest by their time in the stats run, quickest first, so that a mutant one quick test kills
-does not wait on a slow one first. Outside mutmut every hook returns at once.
+does not wait on a slow one first. Of those tests it keeps only the ones that ran the line the
+mutant changes, from what the stats run noted (:mod:`mutation_lines`). Outside mutmut every hook
+returns at once.
 """
 
 from __future__ import annotations
@@ -28,12 +30,31 @@ from pathlib import Path
 
 import pytest
 
+import mutation_lines
+
 _HERE = Path(__file__).resolve().parent
 _FILE = "MUTMUT_HITS_FILE"
 
 
 def _collecting() -> bool:
     return os.environ.get("MUTANT_UNDER_TEST") == "stats"
+
+
+def _noting_lines() -> bool:
+    # "lines" notes the lines again without mutmut, when its stats exist already; mutmut's
+    # trampolines treat it as no mutant at all (docs/TESTING.md).
+    return os.environ.get("MUTANT_UNDER_TEST") in ("stats", "lines")
+
+
+def _lines_folder() -> Path:
+    return _HERE.parent / "mutation-lines"
+
+
+def _mutated_sources() -> list[Path]:
+    import tomllib
+
+    settings = tomllib.loads((_HERE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    return [(_HERE.parent / path).resolve() for path in settings["tool"]["mutmut"]["only_mutate"]]
 
 
 def _testing_a_mutant() -> bool:
@@ -48,11 +69,31 @@ def _killers() -> Path:
     return _HERE.parent / "mutmut-killers.txt"
 
 
+def _keep_those_that_run_the_line(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _lines_folder().is_dir():
+        return
+    module, _, mutant = os.environ["MUTANT_UNDER_TEST"].rpartition(".")
+    name = module.replace(".", "/") + ".py"
+    function = re.sub(r"__mutmut_\d+$", "", mutant)
+    found = mutation_lines.changed_statements((_HERE.parent / name).read_text(encoding="utf-8"), function, mutant)
+    if found is None:
+        return
+    test_files = {path: mutation_lines.file_digest(_HERE.parent / path) for path in {item.nodeid.partition("::")[0] for item in items}}
+    kept = set(mutation_lines.keep_tests_that_ran([item.nodeid for item in items], mutation_lines.load_records(_lines_folder()),
+                                                  test_files, f"{name}:{function}", *found))
+    dropped = [item for item in items if item.nodeid not in kept]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.nodeid in kept]
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _testing_a_mutant():
         return
     from mutmut.state import state
+
+    _keep_those_that_run_the_line(config, items)
 
     durations = state().duration_by_test
     function = _mutated_function()
@@ -60,7 +101,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         lines = _killers().read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = []
-    kills = Counter(test for name, _, test in (line.partition("\t") for line in lines) if name == function)
+    # A line names the mutant killed (or, written by an earlier version, its function).
+    kills = Counter(test for name, _, test in (line.partition("\t") for line in lines)
+                    if re.sub(r"__mutmut_\d+$", "", name) == function)
     # Across files: a module-scoped fixture may then be set up more than once per mutant,
     # which costs less than running a slow test before the quick one that kills the mutant.
     items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
@@ -70,26 +113,116 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.failed and _testing_a_mutant():
         # One short line per kill, appended: safe beside another mutmut child doing the same.
         with _killers().open("a", encoding="utf-8") as killers:
-            killers.write(f"{_mutated_function()}\t{report.nodeid}\n")
+            killers.write(f"{os.environ['MUTANT_UNDER_TEST']}\t{report.nodeid}\n")
+
+
+_tracer: mutation_lines.LineTracer | None = None
+_fixture_lines: dict[str, dict[str, set[int]]] = {}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if not _collecting():
+    global _tracer
+    if not _noting_lines():
         return
     root = _HERE.parent
     # Only ever into mutmut's own copy of the project, never into a working tree.
-    assert root.name == "mutants", f"MUTANT_UNDER_TEST=stats outside mutants/: {root}"
+    assert root.name == "mutants", f"MUTANT_UNDER_TEST={os.environ['MUTANT_UNDER_TEST']} outside mutants/: {root}"
     shutil.copyfile(_HERE / "mutation_sitecustomize.py", root / "sitecustomize.py")
+    os.environ[mutation_lines.SOURCES] = os.pathsep.join(str(path) for path in _mutated_sources())
+    _tracer = mutation_lines.LineTracer(os.environ[mutation_lines.SOURCES].split(os.pathsep))
+    _tracer.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _tracer
+    if _tracer is not None:
+        _tracer.stop()
+        _tracer = None
+        os.environ.pop(mutation_lines.SOURCES, None)
+        os.environ.pop(mutation_lines.TARGET, None)
+
+
+def _note_lines_in(path: str | None) -> None:
+    assert _tracer is not None
+    if path is None:
+        os.environ.pop(mutation_lines.TARGET, None)
+    else:
+        os.environ[mutation_lines.TARGET] = path
+    _tracer.point_at(path)
+
+
+def _new_file(prefix: str) -> str:
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".txt")
+    os.close(fd)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> object:
+    # A fixture of a wider scope is set up once, in the first test that needs it; the lines it
+    # runs then belong to every test that uses it (added in pytest_runtest_logfinish).
+    if not _noting_lines() or fixturedef.scope == "function":
+        yield
+        return
+    previous = os.environ.get(mutation_lines.TARGET)
+    path = _new_file("mutmut-fixture-lines-")
+    _note_lines_in(path)
+    try:
+        yield
+    finally:
+        _note_lines_in(previous)
+        lines = _fixture_lines.setdefault(_fixture_key(fixturedef), {})
+        for name, numbers in mutation_lines.read_hits(Path(path)).items():
+            lines.setdefault(name, set()).update(numbers)
+        os.unlink(path)
+
+
+def _fixture_key(fixturedef: pytest.FixtureDef[object]) -> str:
+    return f"{fixturedef.baseid}::{fixturedef.argname}"
+
+
+_wider_fixtures: dict[str, list[str]] = {}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _noting_lines():
+        _note_lines_in(_new_file("mutmut-lines-"))
+        fixtures = getattr(item, "_fixtureinfo", None)
+        _wider_fixtures[item.nodeid] = [
+            _fixture_key(defs[-1]) for defs in (fixtures.name2fixturedefs.values() if fixtures else ())
+            if defs and defs[-1].scope != "function"]
     if not _collecting():
         return
-    fd, path = tempfile.mkstemp(prefix="mutmut-hits-", suffix=".txt")
-    os.close(fd)
-    os.environ[_FILE] = path
+    os.environ[_FILE] = _new_file("mutmut-hits-")
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    path = os.environ.get(mutation_lines.TARGET)
+    if not _noting_lines() or path is None:
+        return
+    _note_lines_in(None)
+    hits = mutation_lines.read_hits(Path(path))
+    os.unlink(path)
+    for key in _wider_fixtures.pop(nodeid, ()):
+        for name, numbers in _fixture_lines.get(key, {}).items():
+            hits.setdefault(name, set()).update(numbers)
+    functions = {}
+    for source in _mutated_sources():
+        if str(source) in hits:
+            key = str(source.relative_to(_HERE.parent))
+            functions.update(mutation_lines.by_function(key, _source_text(source), hits[str(source)]))
+    mutation_lines.save_record(_lines_folder(), nodeid, _HERE.parent / nodeid.partition("::")[0], functions)
+
+
+_texts: dict[Path, str] = {}
+
+
+def _source_text(path: Path) -> str:
+    if path not in _texts:
+        _texts[path] = path.read_text(encoding="utf-8")
+    return _texts[path]
 
 
 @pytest.hookimpl(tryfirst=True)

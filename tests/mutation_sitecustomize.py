@@ -5,7 +5,9 @@ In that run mutmut's trampolines note each call in the process they run in, thro
 configuration, which a subprocess in a temp folder cannot load. Here each function's first call
 is appended to the file the running test named instead, one line per function: appends of a
 line are atomic, so processes side by side do not mix their lines, and a process that ends by
-``os._exit`` or a signal has written what it called until then. In any other run this does nothing.
+``os._exit`` or a signal has written what it called until then. In that run, and in a
+``MUTANT_UNDER_TEST=lines`` run, it also starts :mod:`mutation_lines`' tracer, which notes the lines
+of the mutated files that run. In any other run this does nothing.
 """
 
 import os
@@ -24,3 +26,14 @@ if os.environ.get("MUTANT_UNDER_TEST") == "stats":
             hits.write(name + "\n")
 
     trampoline.record_trampoline_hit = _record
+
+if os.environ.get("MUTANT_UNDER_TEST") in ("stats", "lines") and os.environ.get("MUTMUT_LINES_FILE"):
+    import importlib.util
+    from pathlib import Path
+
+    # Loaded by path: the tests' folder is not put on this process's own import path.
+    _spec = importlib.util.spec_from_file_location("mutation_lines", Path(__file__).parent / "tests" / "mutation_lines.py")
+    assert _spec is not None and _spec.loader is not None
+    _lines = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_lines)
+    _lines.start_from_environment()

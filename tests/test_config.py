@@ -249,3 +249,111 @@ def test_today_is_the_reports_own_date(tmp_path: Path, utc: str, zone: str, day:
     report = config.load(config_path).report("r")
     moment = datetime.fromisoformat(utc).replace(tzinfo=timezone.utc)
     assert config.edition_date(report, lambda: moment) == date.fromisoformat(day)
+
+
+# Each refusal of reports.toml, as an editor sees it: (text above [reports.r], a key of GOOD and
+# its new value, text below GOOD, the one problem named, a format string: {p} is the project).
+REFUSALS = {
+    "a chart's direction": ("", None, '[reports.r.charts.c]\nkind = "bars"\ntitle = { en = "C" }\nfacts = ["a", "b"]\n'
+                            'direction = "diagonal"\n', "reports.r.charts.c.direction: expected 'horizontal' or 'vertical'"),
+    "a chart's style": ("", None, '[reports.r.charts.c]\nkind = "series"\ntitle = { en = "C" }\nresource = "series"\n'
+                        'x = "year"\ny = "value"\nstyle = "dots"\n', "reports.r.charts.c.style: expected 'bars' or 'line'"),
+    "a comparison's facts": ("", None, '[reports.r.charts.c]\nkind = "compare"\ntitle = { en = "C" }\nfacts = [["a", "b", "c"]]\n',
+                             'reports.r.charts.c.facts: expected pairs of fact ids, earlier then later: [["a_2020", "a_2024"], ...]'),
+    "a comparison's periods": ("", None, '[reports.r.charts.c]\nkind = "compare"\ntitle = { en = "C" }\nfacts = [["a", "b"]]\n'
+                               'periods = ["2020", "2022", "2024"]\n',
+                               "reports.r.charts.c.periods: expected two labels: the earlier period, then the later"),
+    "a chart that is no table": ("", None, "[reports.r.charts]\nc = 1\n", "reports.r.charts.c: expected a table, got an integer"),
+    "a fact charted twice": ("", None, '[reports.r.charts.c]\nkind = "bars"\ntitle = { en = "C" }\nfacts = ["a", "a"]\n',
+                             "reports.r.charts.c.facts[1]: 'a' is listed twice"),
+    "a language listed twice": ("", ("languages", '["en", "en"]'), "", "reports.r.languages[1]: 'en' is listed twice"),
+    "attempts": ('[email]\nfrom = "R <r@example.org>"\nattempts = 0\n', None, "",
+                 "email.attempts: expected a whole number from 1 to 20"),
+    "a CA file": ('[email]\nfrom = "R <r@example.org>"\nca_file = "ca.pem"\n', None, "", "email.ca_file: {p}/ca.pem does not exist"),
+    "a subject's placeholder": ('[email]\nfrom = "R <r@example.org>"\nsubject = { en = "{title} on {day}" }\n', None, "",
+                                "email.subject.en: unknown placeholder(s) day (use {{title}}, {{date}}, {{report}})"),
+    "a timeout": ('[email]\nfrom = "R <r@example.org>"\nconnect_timeout = "0s"\n', None, "", "email.connect_timeout: at least 0.1 s"),
+    "a sender that is no text": ("[email]\nfrom = 5\n", None, "",
+                                 "email.from: expected an address like 'Name <name@example.org>', got an integer"),
+    "a sender with no address": ('[email]\nfrom = "Reporter"\n', None, "", "email.from: 'Reporter' is not an email address"),
+    "a locale": ('[project.locales]\nen = "English"\n', None, "",
+                 "project.locales.en: 'English' does not match [a-z]{{2,3}}(_[A-Za-z0-9]+)*"),
+    "recipients that are no list": ("", None, 'recipients = "everyone"\n',
+                                    "reports.r.recipients: expected a list of tables ([[reports.ID.recipients]])"),
+    "a recipients file that is missing": ("", None, 'recipients_file = "people.csv"\n',
+                                          "reports.r.recipients_file: {p}/people.csv does not exist"),
+    "a recipients file outside": ("", None, 'recipients_file = "../people.csv"\n',
+                                  "reports.r.recipients_file: '../people.csv' resolves to {p.parent}/people.csv, outside the project's folder"),
+    "a recipients file in Latin-1": ("", None, 'recipients_file = "latin1.csv"\n',
+                                     "reports.r.recipients_file: {p}/latin1.csv is not valid UTF-8 (invalid continuation byte)"),
+    "a recipients file that is a folder": ("", None, 'recipients_file = "data"\n',
+                                           "reports.r.recipients_file: cannot read {p}/data: Is a directory"),
+    "a recipient twice": ("", None, '[[reports.r.recipients]]\nemail = "a@example.org"\nlang = "en"\n'
+                          '[[reports.r.recipients]]\nemail = "a@example.org"\nlang = "en"\n',
+                          "reports.r.recipients[1].email: a@example.org is listed twice"),
+    "a recipient's kind": ("", None, '[[reports.r.recipients]]\nemail = "a@example.org"\nlang = "en"\nkind = "fax"\n',
+                           "reports.r.recipients[0].kind: 'fax' is not one of to, cc, bcc"),
+    "a recipient's name": ("", None, '[[reports.r.recipients]]\nemail = "a@example.org"\nlang = "en"\nname = 5\n',
+                           "reports.r.recipients[0].name: expected a name on one line, got an integer"),
+    "an address warned twice": ("", None, 'on_failure = ["Ops@example.org", "ops@example.org"]\n',
+                                "reports.r.on_failure[1]: ops@example.org is listed twice"),
+    "a narrative outside": ("", ("narrative", '"../x.{lang}.html.j2"'), "",
+                            "reports.r.narrative: '../x.{{lang}}.html.j2' must be a path inside the templates folder, "
+                            "like 'brief/narrative.{{lang}}.html.j2'"),
+    "a narrative for one language": ("", ("narrative", '"brief/narrative.en.html.j2"'), "",
+                                     "reports.r.narrative: must contain '{{lang}}', e.g. 'brief/narrative.{{lang}}.html.j2'"),
+    "send_if": ("", None, 'send_if = "sometimes"\n', "reports.r.send_if: 'sometimes' is not one of always, changed"),
+    "stale": ("", None, 'stale = "ignore"\n', "reports.r.stale: 'ignore' is not one of mark, refuse"),
+    "timeline": ("", None, 'timeline = "yes"\n',
+                 "reports.r.timeline: expected true or false (show the events' timeline when there are events)"),
+    "a dataset id": ("", ("datasets", '["Brief!"]'), "",
+                     "reports.r.datasets[0]: 'Brief!' is not a dataset id: name a folder under {p}/data "
+                     "(lower-case letters, digits, '-' and '_')"),
+    "sections that are no list": ("", None, 'sections = "all"\n',
+                                  "reports.r.sections: expected a list of tables ([[reports.ID.sections]])"),
+    "a table's unit": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
+                       'headers = { en = ["Id", "Value"] }\nunits = { price = "USD" }\n',
+                       "reports.r.tables.t.units.price: 'price' is not one of the table's columns"),
+    "the executor": ('[project]\nexecutor = "threads"\n', None, "", "project.executor: expected one of local, celery"),
+    "tasks per worker": ("[project]\nmax_tasks_per_worker = 0\n", None, "",
+                         "project.max_tasks_per_worker: expected a whole number, at least 1"),
+    "workers": ("[project]\nworkers = -1\n", None, "",
+                "project.workers: expected a whole number of worker processes (0: one per core)"),
+    "redelivery": ('[project]\nexecutor = "celery"\nredeliver_after = "10s"\n', None, "",
+                   "project.redeliver_after: must be longer than the longest report timeout (600 s), "
+                   "or a render still running would be handed to a second worker"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_each_refusal_names_the_key_and_what_to_write(tmp_path: Path, case: str) -> None:
+    above, change, below, expected = REFUSALS[case]
+    text = GOOD
+    if change:
+        key, value = change
+        text = "\n".join(f"{key} = {value}" if line.startswith(f"{key} = ") else line for line in text.splitlines()) + "\n"
+    (tmp_path / "latin1.csv").write_bytes("email,lang\nä@example.org,en\n".encode("latin-1"))
+    assert _problems(tmp_path, above + text + below) == [f"{tmp_path / 'reports.toml'}:" + expected.format(p=tmp_path)]
+
+
+def test_a_project_with_no_reports_or_a_missing_folder_or_bad_bytes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    assert _problems(tmp_path, "[reports]\n") == [f"{path}:reports: no reports defined"]
+    assert _problems(tmp_path, '[project]\ndata = "nowhere"\n' + GOOD) == [
+        f"{path}:project.data: folder {tmp_path}/nowhere does not exist",
+        f"{path}:reports.r.datasets[0]: no dataset 'brief': {tmp_path}/nowhere/brief/datapackage.json is missing"]
+    path.write_bytes(GOOD.encode() + "# Обзор\n".encode("cp1251"))
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}: not valid UTF-8 (invalid continuation byte at byte {len(GOOD.encode()) + 2})"]
+
+
+def test_charts_of_facts_keep_the_facts_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + '[reports.r.charts.c]\nkind = "bars"\ntitle = { en = "C" }\nfacts = ["b", "a"]\n'
+                    '[reports.r.charts.d]\nkind = "compare"\ntitle = { en = "D" }\nfacts = [["a", "b"], ["c", "d"]]\n'
+                    'periods = ["2020", "2024"]\n', encoding="utf-8")
+    charts = {chart.id: chart for chart in config.load(path).report("r").charts}
+    assert charts["c"].facts == ("b", "a")
+    assert charts["d"].facts == (("a", "b"), ("c", "d")) and charts["d"].periods == ("2020", "2024")

@@ -7,6 +7,7 @@ database, so ledgers never leak between tests.
 from __future__ import annotations
 
 import email
+import hashlib
 import email.policy
 import logging
 import shutil
@@ -854,3 +855,72 @@ def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered,
     assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
     statuses = {d.recipient: d.status for d in backend.history().deliveries()}
     assert statuses == {"analyst@example.org": "sent", "desk@example.org": "sent", "editor@example.org": "sent"}
+
+
+def test_without_a_sender_nothing_is_claimed_or_sent(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered, sender="")
+    with pytest.raises(DeliveryError) as caught:
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert [str(p) for p in caught.value.problems] == [f"{project.path}:email.from: not set: who the briefing is from"]
+    assert handler.messages == [] and history.deliveries() == []
+
+
+def test_an_empty_recorded_pdf_is_not_sent(rendered, tmp_path, server):
+    # Its digest matches the record (of an empty file), so only its size can stop it.
+    handler, smtp = server
+    project, report = variant(rendered, [DESK])
+    empty = tmp_path / "brief.en.pdf"
+    empty.write_bytes(b"")
+    artifacts = tuple(replace(a, path=empty, sha256=hashlib.sha256(b"").hexdigest(), size=0)
+                      if (a.lang, a.format) == ("en", "pdf") else a for a in rendered.edition.artifacts)
+    history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=artifacts), copy=False)
+    with pytest.raises(DeliveryError) as caught:
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    assert [str(p) for p in caught.value.problems] == [f"{empty}: the recorded PDF is empty: render it first"]
+    assert handler.messages == [] and history.deliveries() == []
+
+
+def test_a_recipient_another_process_sent_to_meanwhile_is_skipped(rendered, tmp_path, server):
+    # Between reading the ledger and claiming, another sender delivered to the news desk: the
+    # claim sees it, and the desk gets one message, not two.
+    handler, smtp = server
+    project, report = variant(rendered, [ANALYST, DESK])
+    state = tmp_path / "state" / "history.sqlite"
+    history = record_edition(state, rendered.edition)
+    other = History.at(state)
+
+    def meanwhile() -> datetime:
+        if not other.deliveries():
+            other.record_delivery("brief", DAY, "en", DESK.email, kind="to", status="sent", attempts=1,
+                                  reply="250 sent elsewhere", now=NOW, message_id="<elsewhere>", sha256="ab" * 32)
+        return NOW
+
+    result = delivery.deliver(project, report, DAY, history, now=meanwhile, smtp=smtp, sleep=no_sleep)
+    assert [(o.recipient.email, o.status, o.detail, o.describe()) for o in result.outcomes] == [
+        ("analyst@example.org", "sent", "250 2.0.0 OK queued as 42", "sent"),
+        ("desk@example.org", "already sent", "sent by another process", "already sent, skipped")]
+    assert sorted(handler.parsed()) == ["analyst@example.org"]
+    assert {row.recipient: (row.status, row.reply) for row in history.deliveries()} == {
+        "analyst@example.org": ("sent", "250 2.0.0 OK queued as 42"), "desk@example.org": ("sent", "250 sent elsewhere")}
+    other.close()
+    history.close()
+
+
+def test_a_language_whose_body_cannot_be_written_fails_alone(rendered, history, server, tmp_path):
+    # The English body's template breaks: the desk's delivery fails and says where; the
+    # Russian recipients still get theirs.
+    handler, smtp = server
+    templates = tmp_path / "templates"
+    shutil.copytree(rendered.project.templates_dir, templates)
+    body = templates / "email.txt.j2"  # over the theme's own
+    theme = Path(delivery.__file__).resolve().parents[1] / "theme" / "email.txt.j2"
+    body.write_text('{% if lang == "en" %}{{ nothing.here }}{% endif %}' + theme.read_text(encoding="utf-8"), encoding="utf-8")
+    project, report = variant(rendered)
+    project = replace(project, templates_dir=templates)
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    outcomes = {o.recipient.email: (o.status, o.detail) for o in result.outcomes}
+    assert outcomes["analyst@example.org"][0] == outcomes["editor@example.org"][0] == "sent"
+    assert outcomes["desk@example.org"] == ("failed", f"cannot compose the message: {body}:line 1: 'nothing' is undefined")
+    assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
+    assert not result.ok

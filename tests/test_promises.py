@@ -263,3 +263,23 @@ def test_a_stop_keeps_the_first_signal_and_ends_the_main_threads_sleep() -> None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def test_only_the_temporary_files_of_writers_that_died_are_removed(tmp_path: Path) -> None:
+    # A render in progress beside a restarted scheduler keeps its file; a killed one's goes.
+    from reporter.pipeline.write import remove_stale_parts
+
+    names = {
+        ".brief.ru.pdf.4999999.k2x9.part": "removed",  # its writer is gone
+        f".brief.en.pdf.{os.getpid()}.a81q.part": "kept",  # its writer is alive
+        ".brief.en.html.worker.zz1.part": "removed",  # no pid to ask about
+        ".brief.part": "removed",  # not a name this writer gives
+        "brief.ru.pdf": "kept",  # the edition itself
+        "notes.part": "kept",  # not hidden: not ours
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale_parts(tmp_path)
+    assert sorted(path.name for path in removed) == sorted(name for name, fate in names.items() if fate == "removed")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(name for name, fate in names.items() if fate == "kept")
+    assert remove_stale_parts(tmp_path / "no-such-edition") == []

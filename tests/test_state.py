@@ -526,6 +526,63 @@ def test_a_delivery_record_that_cannot_be_written_is_an_error_naming_it(tmp_path
     assert problem.message.startswith(expected), problem.message
 
 
+@pytest.mark.parametrize(("document", "reason"), [
+    ('{"version": 1}', "KeyError: 'deliveries'"),
+    ('{"deliveries": [{"lang": "en"}]}', "TypeError: SentEntry.__init__() missing 6 required positional arguments: "
+                                          "'recipient', 'kind', 'sent_at', 'message_id', 'sha256', and 'reply'"),
+    ('{"deliveries": 5}', "TypeError: 'int' object is not iterable"),
+])
+def test_a_delivery_record_of_another_shape_is_an_error_never_nobody_got_it(tmp_path: Path, document: str,
+                                                                             reason: str) -> None:
+    from reporter.state.records import read_record, record_path
+
+    edition = tmp_path / "brief" / "2025-11-05"
+    edition.mkdir(parents=True)
+    record_path(edition).write_text(document, encoding="utf-8")
+    with pytest.raises(StateError) as caught:
+        read_record(edition)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{record_path(edition)}: not a delivery record ({reason}); fix it, or move it aside if nobody got this edition"]
+
+
+def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> None:
+    from reporter.state.history import History
+
+    with pytest.raises(StateError) as caught:
+        History.at(tmp_path)
+    assert [str(p) for p in caught.value.problems] == [f"{tmp_path}: is a folder, not a history database file"]
+    (tmp_path / "state").write_text("a file where the folder goes")
+    with pytest.raises(StateError) as caught:
+        History.at(tmp_path / "state" / "reporter.sqlite")
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'state' / 'reporter.sqlite'}: cannot create its folder: File exists"]
+
+
+def test_a_history_that_cannot_be_used_says_whether_it_is_damaged(tmp_path: Path) -> None:
+    # In SQLite's own words, without SQLAlchemy's statement and link; "damaged" only when it is.
+    import sqlite3
+    from contextlib import closing
+
+    from reporter.state.history import History
+
+    damaged = tmp_path / "damaged.sqlite"
+    History.at(damaged).close()
+    pages = damaged.read_bytes()
+    damaged.write_bytes(pages[:8192] + b"\xab" * (len(pages) - 8192))
+    with pytest.raises(StateError) as caught:
+        History.at(damaged)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{damaged}: the history database is damaged (database disk image is malformed); "
+        "move it aside, then `reporter adopt` rebuilds it from the editions on disk"]
+    foreign = tmp_path / "foreign.sqlite"
+    with closing(sqlite3.connect(foreign)) as db, db:
+        db.execute("CREATE TABLE schema_version (x)")
+    with pytest.raises(StateError) as caught:
+        History.at(foreign)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{foreign}: cannot use the history database: no such column: schema_version.version"]
+
+
 def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(tmp_path):
     # Known means a run that ended ok for that report and that date: a failed run of the same
     # edition, or an ok run of another date or another report, leaves it to adopt.
@@ -618,6 +675,23 @@ def test_an_edition_was_written_when_its_first_successful_run_finished(tmp_path)
     run("r", DAY, "ok", 20)
     assert history.edition_written_at("r", DAY) == datetime(2025, 11, 3, 4, 10, tzinfo=timezone.utc)
     assert history.edition_written_at("q", DAY) == datetime(2025, 11, 3, 4, 2, tzinfo=timezone.utc)
+    history.close()
+
+
+def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
+    # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
+    from reporter.state.history import History
+
+    history = History.at(tmp_path / "h.sqlite")
+    later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
+    assert history.skip_slot("r", DAY, "2025-11-03T08:00", NOW, "catch-up policy 'skip'", "catch-up")
+    assert not history.skip_slot("r", DAY, "2025-11-03T08:00", later, "another reason", "schedule")
+    ran = history.start_run("r", date(2025, 11, 4), "schedule", NOW, "2025-11-04T08:00")
+    assert ran is not None
+    assert not history.skip_slot("r", date(2025, 11, 4), "2025-11-04T08:00", later, "late", "schedule")
+    assert [(run.slot, run.trigger, run.status, run.error, run.finished_at) for run in history.runs("r")] == [
+        ("2025-11-04T08:00", "schedule", "running", None, None),
+        ("2025-11-03T08:00", "catch-up", "skipped", "catch-up policy 'skip'", NOW.isoformat())]
     history.close()
 
 

@@ -416,6 +416,10 @@ def template_problem(exc: BaseException, templates_dir: Path) -> Problem:
         template = tb.tb_frame.f_globals.get("__jinja_template__")
         if template is not None:
             place = (template.filename or template.name or "?", f"line {template.get_corresponding_lineno(tb.tb_lineno)}")
+        elif "__jinja_exception__" in tb.tb_frame.f_globals:
+            # Template.render() rewrites the traceback: each template frame becomes a stand-in
+            # whose file and line are the template's own.
+            place = (tb.tb_frame.f_code.co_filename, f"line {tb.tb_lineno}")
         tb = tb.tb_next
     if isinstance(exc, jinja2.sandbox.SecurityError):
         message = f"not allowed in a template: {exc}"

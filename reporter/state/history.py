@@ -291,8 +291,7 @@ class History:
             return run_id
         return self._run(claim)
 
-    def skip_slot(self, report: str, edition_date: date, slot: str, now: datetime, reason: str,
-                  trigger: str = "catch-up") -> bool:
+    def skip_slot(self, report: str, edition_date: date, slot: str, now: datetime, reason: str, trigger: str) -> bool:
         """Record a slot as skipped (catch-up policy); False if it was already decided."""
         run_id = self.start_run(report, edition_date, trigger, now, slot)
         if run_id is None:
@@ -459,14 +458,12 @@ class History:
                          .on_conflict_do_update(index_elements=list(key), set_=values))
         self._run(upsert)
 
-    def undelivered(self, report: str | None = None) -> list[DeliveryRecord]:
+    def undelivered(self) -> list[DeliveryRecord]:
         """Rows of messages not delivered yet that nobody is sending right now (pending, failed, or
         claimed by a process that died), oldest edition first."""
         def get(conn: sa.Connection) -> list[DeliveryRecord]:
             query = sa.select(deliveries).where(deliveries.c.status.in_(UNDELIVERED)).order_by(
                 deliveries.c.edition_date, deliveries.c.report, deliveries.c.lang, deliveries.c.recipient)
-            if report:
-                query = query.where(deliveries.c.report == report)
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
         rows = self._run(get, readonly=True)
         alive = self._alive()
