@@ -61,8 +61,12 @@ def _testing_a_mutant() -> bool:
     return "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "")
 
 
+def _function_of(mutant: str) -> str:
+    return re.sub(r"__mutmut_\d+$", "", mutant)
+
+
 def _mutated_function() -> str:
-    return re.sub(r"__mutmut_\d+$", "", os.environ["MUTANT_UNDER_TEST"])
+    return _function_of(os.environ["MUTANT_UNDER_TEST"])
 
 
 def _killers() -> Path:
@@ -74,7 +78,7 @@ def _keep_those_that_run_the_line(config: pytest.Config, items: list[pytest.Item
         return
     module, _, mutant = os.environ["MUTANT_UNDER_TEST"].rpartition(".")
     name = module.replace(".", "/") + ".py"
-    function = re.sub(r"__mutmut_\d+$", "", mutant)
+    function = _function_of(mutant)
     found = mutation_lines.changed_statements((_HERE.parent / name).read_text(encoding="utf-8"), function, mutant)
     if found is None:
         return
@@ -103,7 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         lines = []
     # A line names the mutant killed (or, written by an earlier version, its function).
     kills = Counter(test for name, _, test in (line.partition("\t") for line in lines)
-                    if re.sub(r"__mutmut_\d+$", "", name) == function)
+                    if _function_of(name) == function)
     # Across files: a module-scoped fixture may then be set up more than once per mutant,
     # which costs less than running a slow test before the quick one that kills the mutant.
     items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
