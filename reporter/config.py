@@ -235,7 +235,7 @@ class Project:
         try:
             return self.reports[report_id]
         except KeyError:
-            known = ", ".join(self.reports) or "none"
+            known = ", ".join(self.reports)  # never empty: a project without reports is refused
             raise ConfigError(
                 [Problem(str(self.path), "", f"no report {report_id!r} (known: {known})")]
             ) from None

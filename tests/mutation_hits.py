@@ -17,6 +17,14 @@ the rest by their time in the stats run, quickest first, so that a mutant one qu
 does not wait on a slow one first. Of those tests it keeps only the ones that ran the line the
 mutant changes, from what the stats run noted (:mod:`mutation_lines`). Outside mutmut every hook
 returns at once.
+
+A mutant of ``config.py`` runs only the tests of configuration (:data:`OWN_TESTS`): nearly every
+test loads a config, so by line a survivor there would run them all, about ten minutes each.
+``MUTATION_WHOLE_SUITE=1`` lifts that, for a second look at the survivors.
+
+``scripts/mutation-postgresql`` runs a mutant once more against the PostgreSQL tests, which
+mutmut's own run leaves out; with ``MUTATION_POSTGRESQL=1`` only the tests that use a
+PostgreSQL server are kept.
 """
 
 from __future__ import annotations
@@ -73,6 +81,39 @@ def _killers() -> Path:
     return _HERE.parent / "mutmut-killers.txt"
 
 
+# The test files that carry a module's promises, where the module is on every test's path.
+OWN_TESTS = {"reporter.config": ("tests/test_config.py", "tests/test_validate.py", "tests/test_corpus.py")}
+
+
+def own_tests(mutant: str, nodeids: list[str]) -> list[str]:
+    """Of ``nodeids``, those a mutant runs: its module's own tests (OWN_TESTS), else all of them."""
+    files = OWN_TESTS.get(mutant.rpartition(".")[0])
+    if files is None or os.environ.get("MUTATION_WHOLE_SUITE"):
+        return nodeids
+    return [nodeid for nodeid in nodeids if nodeid.partition("::")[0] in files]
+
+
+def _keep_own_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept = set(own_tests(os.environ["MUTANT_UNDER_TEST"], [item.nodeid for item in items]))
+    dropped = [item for item in items if item.nodeid not in kept]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.nodeid in kept]
+
+
+def _uses_postgresql(item: pytest.Item) -> bool:
+    # The `backend` fixture asks for the server by name at run time, so its PostgreSQL cases
+    # show in their id only; the others name a PostgreSQL fixture.
+    return "postgresql" in item.nodeid or bool({"postgres", "pg_backend"} & set(getattr(item, "fixturenames", ())))
+
+
+def _keep_only_postgresql(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dropped = [item for item in items if not _uses_postgresql(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if _uses_postgresql(item)]
+
+
 def _keep_those_that_run_the_line(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _lines_folder().is_dir():
         return
@@ -97,6 +138,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from mutmut.state import state
 
+    if os.environ.get("MUTATION_POSTGRESQL"):
+        _keep_only_postgresql(config, items)
+    else:
+        _keep_own_tests(config, items)
     _keep_those_that_run_the_line(config, items)
 
     durations = state().duration_by_test

@@ -276,6 +276,13 @@ REFUSALS = {
     "a sender that is no text": ("[email]\nfrom = 5\n", None, "",
                                  "email.from: expected an address like 'Name <name@example.org>', got an integer"),
     "a sender with no address": ('[email]\nfrom = "Reporter"\n', None, "", "email.from: 'Reporter' is not an email address"),
+    # The email package would read the first address and a header would carry both.
+    "two senders": ('[email]\nfrom = "desk@example.org, ops@example.org"\n', None, "",
+                    "email.from: 'desk@example.org, ops@example.org' is not an email address"),
+    "an address the email package refuses": ("", None, 'on_failure = ["desk..news@example.org"]\n',
+                                             "reports.r.on_failure[0]: 'desk..news@example.org' is not an email address"),
+    "an address too long": ("", None, f'on_failure = ["{"a" * 243}@example.org"]\n',
+                            "reports.r.on_failure[0]: is 255 characters long; an address is at most 254"),
     "a locale": ('[project.locales]\nen = "English"\n', None, "",
                  "project.locales.en: 'English' does not match [a-z]{{2,3}}(_[A-Za-z0-9]+)*"),
     "recipients that are no list": ("", None, 'recipients = "everyone"\n',
@@ -311,6 +318,15 @@ REFUSALS = {
                      "(lower-case letters, digits, '-' and '_')"),
     "sections that are no list": ("", None, 'sections = "all"\n',
                                   "reports.r.sections: expected a list of tables ([[reports.ID.sections]])"),
+    "a table without its data": ("", None, '[reports.r.tables.t]\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\n',
+                                 "reports.r.tables.t.resource: missing required key"),
+    "a table's data that is no name": ("", None, '[reports.r.tables.t]\nresource = 5\ncolumns = ["id"]\nheaders = { en = ["Id"] }\n',
+                                       "reports.r.tables.t.resource: expected a non-empty string, got an integer"),
+    "a table's headings in no language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id"]\nheaders = {}\n',
+                                          "reports.r.tables.t.headers.en: missing required key"),
+    "a table's headings in another language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id"]\n'
+                                               'headers = { en = ["Id"], fr = ["Id"] }\n',
+                                               "reports.r.tables.t.headers.fr: unknown key (allowed: en)"),
     "a table's unit": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
                        'headers = { en = ["Id", "Value"] }\nunits = { price = "USD" }\n',
                        "reports.r.tables.t.units.price: 'price' is not one of the table's columns"),
@@ -357,3 +373,41 @@ def test_charts_of_facts_keep_the_facts_in_order(tmp_path: Path) -> None:
     charts = {chart.id: chart for chart in config.load(path).report("r").charts}
     assert charts["c"].facts == ("b", "a")
     assert charts["d"].facts == (("a", "b"), ("c", "d")) and charts["d"].periods == ("2020", "2024")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("2m", 120), ("1.5h", 5400), ("2d", 172800), (" 10m ", 600)])
+def test_a_duration_is_read_in_its_unit(text: str, seconds: float) -> None:
+    assert config.parse_duration(text) == seconds
+
+
+def test_an_address_of_the_longest_length_is_accepted(tmp_path: Path) -> None:
+    longest = "a" * 242 + "@example.org"
+    assert len(longest) == config.ADDRESS_LIMIT
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + f'on_failure = ["{longest}"]\n', encoding="utf-8")
+    assert config.load(path).report("r").on_failure == (longest,)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("Brief\x1fWeekly", "contains a control character (U+001F)"),  # the last C0 control
+    ("Brief ~ Weekly", None),  # a space and U+007E are printable
+    ("Brief\x7fWeekly", "contains a control character (U+007F)"),  # DEL
+    ("Brief\x9fWeekly", "contains a control character (U+009F)"),  # the last C1 control
+    ("Brief\xa0Weekly", None),  # a no-break space is text
+    ("Brief\u2028Weekly", "expected a subject on one line"),
+    ("x" * 200, "is 200 characters long; at most 120"),
+])
+def test_a_header_is_one_line_of_printable_text(text: str, problem: str | None) -> None:
+    assert config.header_problem(text, "a subject", 120) == problem
+
+
+def test_an_unknown_report_is_named_with_those_there_are(tmp_path: Path) -> None:
+    path = make_project(tmp_path, [report_block("weekly"), report_block("daily")])
+    with pytest.raises(ConfigError) as caught:
+        config.load(path).report("monthly")
+    assert [str(p) for p in caught.value.problems] == [f"{path}: no report 'monthly' (known: weekly, daily)"]
+
+
+def test_a_table_whose_columns_are_no_list_names_its_key(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, GOOD + '[reports.r.tables.t]\nresource = "facts"\ncolumns = 5\nheaders = { en = ["Id"] }\n')
+    assert problems[0] == f"{tmp_path / 'reports.toml'}:reports.r.tables.t.columns: expected a non-empty list of strings, got an integer"

@@ -10,6 +10,7 @@ import email
 import hashlib
 import email.policy
 import logging
+import re
 import shutil
 import ssl
 import subprocess
@@ -309,11 +310,16 @@ def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, hist
     project, report = variant(rendered)
     first = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     ids = {o.recipient.email: o.message_id for o in first.outcomes}
+    assert ids == {address: message["Message-ID"] for address, message in handler.parsed().items()}
+    assert [(o.status, o.attempts) for o in first.outcomes] == [("sent", 1)] * 3
 
     again = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
-    assert [o.status for o in again.outcomes] == ["already sent"] * 3
     assert again.ok and len(handler.messages) == 3
-    assert [o.describe() for o in again.outcomes] == ["already sent, skipped"] * 3
+    # When and as which message each was sent: what "I never got it" is checked against.
+    assert [(o.recipient.email, o.status, o.detail, o.attempts, o.message_id, o.describe()) for o in again.outcomes] == [
+        (address, "already sent", "sent at 2025-11-05T03:00:00+00:00", 0, ids[address],
+         f"already sent, skipped (sent at 2025-11-05T03:00:00+00:00 as {ids[address]})")
+        for address in ("analyst@example.org", "desk@example.org", "editor@example.org")]
 
     caplog.set_level(logging.INFO, logger="reporter")
     forced = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
@@ -329,23 +335,30 @@ def test_sending_again_skips_what_was_delivered_and_force_resends(rendered, hist
 def test_to_picks_configured_recipients_only(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered)
-    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, to=["Desk@Example.org"])
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
+                               to=["Desk@Example.org", "desk@example.org"])
     assert [o.recipient.email for o in result.outcomes] == ["desk@example.org"]
     assert list(handler.parsed()) == ["desk@example.org"]
-    with pytest.raises(DeliveryError, match="stranger@example.org is not a recipient"):
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org"])
+    with pytest.raises(DeliveryError) as caught:
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org", "desk@example.org"])
+    assert [str(p) for p in caught.value.problems] == [
+        f"{project.path}:reports.brief.recipients: stranger@example.org is not a recipient of this report"]
 
 
 def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server):
     handler, smtp = server
     project, report = variant(rendered)
     history = History.at(tmp_path / "empty.sqlite")
-    with pytest.raises(DeliveryError, match="render it first"):
+    expected = [f"{tmp_path / 'empty.sqlite'}:brief 2025-11-05: no successful render of the {lang} PDF of this edition "
+                "is recorded: render it first" for lang in ("ru", "en")]
+    with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+    assert [str(p) for p in caught.value.problems] == expected
     failed = history.start_run("brief", DAY, "manual", NOW)
     history.finish_run(failed, "failed", NOW, error="boom")
-    with pytest.raises(DeliveryError, match="render it first"):
+    with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
+    assert [str(p) for p in caught.value.problems] == expected
     assert handler.messages == [] and history.deliveries() == []
 
 
@@ -359,21 +372,25 @@ def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, serv
         path.write_bytes(data + b"\n%tampered" if artifact.lang == "en" and artifact.format == "pdf" else data)
         copies.append(replace(artifact, path=path))
     history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)), copy=False)
+    run_id = history.latest_pdf("brief", DAY, "en")[0]
+    differs = f"{tmp_path / 'brief.en.pdf'}: differs from the PDF recorded by run {run_id}: render it first"
     with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    assert "brief.en.pdf" in str(caught.value) and "render it first" in str(caught.value)
+    assert [str(p) for p in caught.value.problems] == [differs]
     # Only Russian recipients: the English PDF is not needed, so it does not stop them.
-    project, report = variant(rendered, [ANALYST])
-    assert delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp).ok
+    assert delivery.deliver(*variant(rendered, [ANALYST]), DAY, history, now=clock, smtp=smtp).ok
     (tmp_path / "brief.ru.pdf").unlink()
-    with pytest.raises(DeliveryError, match="cannot read the recorded PDF"):
+    with pytest.raises(DeliveryError) as caught:
         delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
+    # Every language's fault at once, each naming its file.
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'brief.ru.pdf'}: cannot read the recorded PDF (No such file or directory): render it first", differs]
 
 
 def test_no_recipients_is_nothing_to_do(rendered, tmp_path):
     project, report = variant(rendered, [])
     result = delivery.deliver(project, report, DAY, History.at(tmp_path / "h.sqlite"), now=clock)
-    assert result.outcomes == () and result.ok and result.summary == "no recipients"
+    assert result == delivery.DeliveryResult("brief", DAY, ()) and result.ok and result.summary == "no recipients"
 
 
 # --- faults --------------------------------------------------------------------------
@@ -479,12 +496,15 @@ def test_a_delivery_stopped_midway_leaves_every_claim_recorded_and_a_retry_sends
     rows = {row.recipient: row for row in history.deliveries()}
     unsent = sorted(email for email in ("analyst@example.org", "desk@example.org", "editor@example.org")
                     if email not in handler.parsed())
-    assert "desk@example.org" in unsent
+    assert "desk@example.org" in unsent and len(unsent) < 3
     for email_ in unsent:
         assert (rows[email_].status, rows[email_].reply, rows[email_].owner) == (
             "failed", f"stopped before it was sent ({why})", None)
+    # What was sent before the stop stays sent: the retry must not send it twice.
+    assert {email_: rows[email_].status for email_ in handler.parsed()} == dict.fromkeys(handler.parsed(), "sent")
     again = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=lambda s: None)
     assert again.ok and sorted(handler.parsed()) == ["analyst@example.org", "desk@example.org", "editor@example.org"]
+    assert len(handler.messages) == 3
     assert {o.recipient.email: o.status for o in again.outcomes if o.recipient.email in unsent} == dict.fromkeys(unsent, "sent")
 
 
@@ -512,7 +532,12 @@ def test_an_oversized_message_fails_loudly(rendered, history, server):
     result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
     assert not result.ok and handler.messages == []
     for outcome in result.outcomes:
-        assert outcome.status == "failed" and "over the limit of 50000 bytes" in outcome.detail
+        size = len(compose.compose(project, report, outcome.recipient,
+                                   compose.summarize(project, report, DAY, outcome.recipient.lang,
+                                                     build.load_datasets(project, report)),
+                                   rendered.pdf(outcome.recipient.lang), NOW, outcome.message_id).as_bytes())
+        assert (outcome.status, outcome.detail) == (
+            "failed", f"the message is {size / 2 ** 20:.1f} MB ({size} bytes), over the limit of 50000 bytes ([email] max_size)")
     assert {row.status for row in history.deliveries()} == {"failed"}
 
 
@@ -532,10 +557,17 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     history.record_delivery("brief", earlier, "en", "desk@example.org", kind="to", status="sent",
                             attempts=1, reply="250 OK", now=NOW, content="0" * 64)
     result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
-    assert [(o.recipient.email, o.describe()) for o in result.outcomes] == [
-        ("analyst@example.org", "unchanged, not sent"), ("desk@example.org", "sent")]
+    same = "says the same as the last edition sent to this recipient"
+    assert [(o.recipient.email, o.status, o.detail, o.attempts, o.describe()) for o in result.outcomes] == [
+        ("analyst@example.org", "unchanged", same, 0, f"unchanged, not sent ({same})"),
+        ("desk@example.org", "sent", "250 2.0.0 OK queued as 42", 1, "sent")]
     assert len(handler.messages) == 3 and list(handler.parsed())[-1] == "desk@example.org"
-    assert history.delivery("brief", DAY, "ru", "analyst@example.org").status == "unchanged"
+    # The ledger keeps the reason, and what the edition said: the next edition compares with it.
+    skipped = history.delivery("brief", DAY, "ru", "analyst@example.org")
+    ru_pdf = next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
+    assert (skipped.status, skipped.reply, skipped.attempts, skipped.sha256, skipped.content) == (
+        "unchanged", same, 0, ru_pdf, history.last_sent_content("brief", "ru", "analyst@example.org", before=DAY))
+    assert skipped.content is not None
 
 
 def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, backend):
@@ -576,7 +608,8 @@ def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, backe
     assert sorted(rcpt for rcpts, _ in handler.messages for rcpt in rcpts) == [
         "analyst@example.org", "desk@example.org", "editor@example.org"]
     assert results["first"].ok and [o.status for o in results["first"].outcomes] == ["sent"] * 3
-    assert [o.describe() for o in results["second"].outcomes] == ["being sent by another process, skipped"] * 3
+    assert [(o.status, o.detail, o.attempts, o.message_id, o.describe()) for o in results["second"].outcomes] == [
+        ("in progress elsewhere", "", 0, None, "being sent by another process, skipped")] * 3
 
 
 # --- TLS, login and the password ---------------------------------------------------------
@@ -691,8 +724,9 @@ def test_sending_without_smtp_settings_fails_before_anything_is_recorded(rendere
 # --- the outbox ------------------------------------------------------------------------
 
 
-def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, history, tmp_path):
+def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, history, tmp_path, server, caplog):
     project, report = variant(rendered, [ANALYST, DESK, EDITOR, Recipient("o'brien/x@example.org", "", "en")])
+    caplog.set_level(logging.INFO, logger="reporter")
     result = delivery.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
     names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
     assert names == ["brief_2025-11-05_en_desk@example.org.eml", "brief_2025-11-05_en_o_brien_x@example.org.eml",
@@ -708,6 +742,24 @@ def test_the_outbox_gets_one_eml_per_recipient_and_the_ledger_nothing(rendered, 
     assert analyst.recipient == ANALYST and analyst.describe() == f"written to {tmp_path / 'outbox' / names[2]}"
     assert (analyst.detail, analyst.path, analyst.attempts) == (str(analyst.path), tmp_path / "outbox" / names[2], 0)
     assert analyst.message_id == message["Message-ID"]
+    assert (f"brief 2025-11-05: wrote the message to analyst@example.org to {analyst.path} (not sent)"
+            in [r.getMessage() for r in caplog.records])
+    # What the outbox holds is the message a send then delivers: the same Message-ID, so a mail
+    # system that has the outbox's copy drops the sent one as a duplicate.
+    handler, smtp = server
+    assert delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, to=[ANALYST.email]).ok
+    assert handler.parsed()[ANALYST.email]["Message-ID"] == message["Message-ID"]
+
+
+def test_a_message_the_outbox_cannot_take_fails_and_nothing_is_written(rendered, history, tmp_path):
+    project, report = variant(rendered, [ANALYST, DESK], max_bytes=50_000)
+    result = delivery.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
+    assert [(o.recipient.email, o.status) for o in result.outcomes] == [
+        ("analyst@example.org", "failed"), ("desk@example.org", "failed")]
+    assert all(re.fullmatch(r"the message is 0\.\d MB \(\d+ bytes\), over the limit of 50000 bytes \(\[email\] max_size\)",
+                            o.detail) for o in result.outcomes), result.outcomes
+    assert not (tmp_path / "outbox").exists() or list((tmp_path / "outbox").iterdir()) == []
+    assert history.deliveries() == [] and result.summary == "not delivered (2 failed)"
 
 
 # --- the command line -------------------------------------------------------------------
@@ -736,7 +788,10 @@ def test_cli_send_through_smtp_once(cli_project, server):
     assert len(handler.messages) == 3
     again = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert again.returncode == 0, again.stderr
-    assert [line.split(" ", 2)[-1] for line in lines(again)] == ["already sent, skipped"] * 3
+    ids = {address: message["Message-ID"] for address, message in handler.parsed().items()}
+    assert [re.sub(r"at \S+\+00:00 as", "at T as", line) for line in lines(again)] == [
+        f"{address} {lang} already sent, skipped (sent at T as {ids[address]})"
+        for address, lang in (("analyst@example.org", "ru"), ("desk@example.org", "en"), ("editor@example.org", "ru"))]
     assert len(handler.messages) == 3
     forced = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05",
                      "--to", "desk@example.org", "--force", env=env)
@@ -853,8 +908,9 @@ def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered,
     assert result.returncode == 0, result.stderr
     assert "finishing a delivery that was interrupted" in result.stderr
     assert sorted(handler.parsed()) == ["analyst@example.org", "editor@example.org"]
-    statuses = {d.recipient: d.status for d in backend.history().deliveries()}
-    assert statuses == {"analyst@example.org": "sent", "desk@example.org": "sent", "editor@example.org": "sent"}
+    # The dead process's claim counted no attempt: the analyst's message was tried once, now.
+    rows = {d.recipient: (d.status, d.attempts, d.owner) for d in backend.history().deliveries()}
+    assert rows == dict.fromkeys(("analyst@example.org", "desk@example.org", "editor@example.org"), ("sent", 1, None))
 
 
 def test_without_a_sender_nothing_is_claimed_or_sent(rendered, history, server):
@@ -897,14 +953,36 @@ def test_a_recipient_another_process_sent_to_meanwhile_is_skipped(rendered, tmp_
         return NOW
 
     result = delivery.deliver(project, report, DAY, history, now=meanwhile, smtp=smtp, sleep=no_sleep)
-    assert [(o.recipient.email, o.status, o.detail, o.describe()) for o in result.outcomes] == [
-        ("analyst@example.org", "sent", "250 2.0.0 OK queued as 42", "sent"),
-        ("desk@example.org", "already sent", "sent by another process", "already sent, skipped")]
+    assert [(o.recipient.email, o.status, o.detail, o.attempts, o.describe()) for o in result.outcomes] == [
+        ("analyst@example.org", "sent", "250 2.0.0 OK queued as 42", 1, "sent"),
+        ("desk@example.org", "already sent", "sent by another process just now", 0,
+         "already sent, skipped (sent by another process just now)")]
     assert sorted(handler.parsed()) == ["analyst@example.org"]
     assert {row.recipient: (row.status, row.reply) for row in history.deliveries()} == {
         "analyst@example.org": ("sent", "250 2.0.0 OK queued as 42"), "desk@example.org": ("sent", "250 sent elsewhere")}
     other.close()
     history.close()
+
+
+def test_a_narrative_edited_after_the_render_fails_its_language_with_every_fault(rendered, history, server, tmp_path):
+    # Between the render and the send, an editor adds two blocks that are no section: the
+    # message is built from the narrative again, so the desk's delivery fails and names both.
+    handler, smtp = server
+    templates = tmp_path / "templates"
+    shutil.copytree(rendered.project.templates_dir, templates)
+    project, report = variant(rendered, [ANALYST, DESK])
+    project = replace(project, templates_dir=templates)
+    narrative = templates / report.narrative_for("en")
+    narrative.write_text(narrative.read_text(encoding="utf-8") + "{% block aside %}x{% endblock %}{% block box %}y{% endblock %}",
+                         encoding="utf-8")
+    result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+    declared = ", ".join(sorted({"summary", *(s.id for s in report.sections)}))
+    assert [(o.recipient.email, o.status, o.detail) for o in result.outcomes] == [
+        ("analyst@example.org", "sent", "250 2.0.0 OK queued as 42"),
+        ("desk@example.org", "failed", "cannot compose the message: "
+         + "; ".join(f"{narrative}: block {name!r} is not a section of the report (declared: {declared})"
+                     for name in ("aside", "box")))]
+    assert list(handler.parsed()) == ["analyst@example.org"]
 
 
 def test_a_language_whose_body_cannot_be_written_fails_alone(rendered, history, server, tmp_path):

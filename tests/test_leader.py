@@ -94,6 +94,15 @@ def _wait_for(predicate, timeout: float = 60.0, what: str = "a condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _cut(postgres, scheduler: Scheduler) -> None:
+    """The network between ``scheduler`` and the server fails: the server ends its session (and
+    returns once it has ended, so that its locks are free)."""
+    with postgres.admin() as admin:
+        cut = admin.execute("SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity WHERE application_name = %s",
+                            (f"reporter {scheduler.node}:{scheduler.process.pid}",)).fetchall()
+    assert cut, f"{scheduler.node} has no session to cut"
+
+
 def _runs(backend: Backend) -> list[tuple[str, str, str]]:
     """(slot, status, node) of every scheduled run, in order; slots skipped by the catch-up policy left out."""
     return [(slot, status, owner.split(":")[0]) for slot, status, owner in
@@ -142,10 +151,7 @@ def test_a_leader_whose_connection_is_cut_steps_down_and_a_standby_takes_over(pg
         assert workers
         beta = Scheduler.start(config, "beta", "2025-11-03T08:00:30+05:00", backend)
         beta.wait_for(rf"standing by \(leader: alpha:{alpha.process.pid}\)")
-        with postgres.admin() as admin:  # the network between alpha and the server fails
-            cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = %s", (f"reporter alpha:{alpha.process.pid}",)).fetchall()
-        assert cut, "alpha has no session to cut"
+        _cut(postgres, alpha)
         cut_at = time.monotonic()
         assert alpha.process.wait(timeout=TAKE_OVER) == 1  # it stepped down rather than run on beside a new leader
         alpha.wait_for(r"lost the lead: the connection to the state database failed .*; stepping down")
@@ -159,6 +165,30 @@ def test_a_leader_whose_connection_is_cut_steps_down_and_a_standby_takes_over(pg
             beta.stop()
     assert _runs(backend) == [("2025-11-03T08:00", "ok", "alpha")]  # beta found the slot done
     assert "Traceback" not in alpha.log
+
+
+def test_a_standby_whose_connection_is_cut_connects_again_and_still_takes_over(pg_backend, postgres, tmp_path):
+    # The network between the standby and the server fails for a moment: the standby says so,
+    # makes a new connection, and is still there to lead when the leader dies.
+    config = make_project(tmp_path, [report_block("r", schedule="0 8 * * 1", **FAST)])
+    alpha, beta = Scheduler.start(config, "alpha", "2025-11-03T08:00:20+05:00", pg_backend), None
+    try:
+        alpha.wait_for("leading: this scheduler")
+        beta = Scheduler.start(config, "beta", "2025-11-03T08:00:30+05:00", pg_backend)
+        standing_by = rf"standing by \(leader: alpha:{alpha.process.pid}\)"
+        beta.wait_for(standing_by)
+        _cut(postgres, beta)
+        beta.wait_for(r"standing by: the state database does not answer \(.+\); trying again every 1 s")
+        _wait_for(lambda: sum(bool(re.search(standing_by, line)) for line in list(beta.lines)) == 2,
+                  what="beta to stand by again on a new connection")
+        alpha.process.kill()
+        alpha.process.wait(timeout=10)
+        beta.wait_for("leading: this scheduler", timeout=TAKE_OVER)
+    finally:
+        alpha.stop()
+        if beta:
+            beta.stop()
+    assert beta.process.returncode == 0 and "Traceback" not in beta.log
 
 
 def test_two_schedulers_on_two_hosts_racing_for_the_same_slot_run_it_once(pg_backend, tmp_path):

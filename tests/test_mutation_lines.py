@@ -134,3 +134,18 @@ def test_lines_are_noted_in_subprocesses_forks_and_threads_and_survive_a_kill(tm
     # 1-11: the module's own lines as it is imported; 6, 17 and 18 ran only in the fork, 9 only
     # in the thread, 21 just before the kill; 22 and 25 never ran.
     assert sorted(lines[str(module.resolve())]) == [1, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 24]
+
+
+def test_a_config_mutant_runs_the_tests_of_configuration_unless_the_whole_suite_is_asked_for(monkeypatch) -> None:
+    from mutation_hits import own_tests
+
+    nodeids = ["tests/test_config.py::test_a", "tests/test_corpus.py::test_b[x]", "tests/test_deliver.py::test_c",
+               "tests/test_validate.py::test_d", "tests/test_config_extra.py::test_e"]
+    monkeypatch.delenv("MUTATION_WHOLE_SUITE", raising=False)
+    assert own_tests("reporter.config.x__report__mutmut_5", nodeids) == [
+        "tests/test_config.py::test_a", "tests/test_corpus.py::test_b[x]", "tests/test_validate.py::test_d"]
+    assert own_tests("reporter.config.xǁProjectǁreport__mutmut_1", nodeids) == own_tests("reporter.config.x_f__mutmut_1", nodeids)
+    assert own_tests("reporter.cron.x_parse__mutmut_1", nodeids) == nodeids
+    assert own_tests("reporter.state.history.xǁHistoryǁcheck__mutmut_2", nodeids) == nodeids
+    monkeypatch.setenv("MUTATION_WHOLE_SUITE", "1")
+    assert own_tests("reporter.config.x__report__mutmut_5", nodeids) == nodeids

@@ -104,7 +104,8 @@ def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path
     assert not forced.ok
     assert outcome.describe() == "not sent again (rejected: 550 5.1.1 mailbox full); the copy sent before stands"
     after = history.delivery(report.id, edition.date, "en", "desk@example.org")
-    assert (after.status, after.updated_at, after.message_id) == ("sent", sent.updated_at, sent.message_id)
+    # The whole row as it was, the claim given up too: another sender is not told it is in progress.
+    assert after == sent and (after.status, after.owner) == ("sent", None)
 
 
 def _claim_from_another_process(state: Path, report: str, day: date, lang: str, recipient: str) -> str:
@@ -283,3 +284,17 @@ def test_only_the_temporary_files_of_writers_that_died_are_removed(tmp_path: Pat
     assert sorted(path.name for path in removed) == sorted(name for name, fate in names.items() if fate == "removed")
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(name for name, fate in names.items() if fate == "kept")
     assert remove_stale_parts(tmp_path / "no-such-edition") == []
+
+
+def test_a_file_that_cannot_take_its_place_leaves_no_temporary_file_and_names_itself(tmp_path: Path) -> None:
+    # The second file's place is taken by a folder: its rename fails after the first file's
+    # rename has been done. The error names the file the user knows, and no ".part" is left.
+    from reporter.errors import RenderError
+    from reporter.pipeline.write import write_atomically
+
+    (tmp_path / "brief.en.html").mkdir()
+    with pytest.raises(RenderError) as caught:
+        write_atomically({tmp_path / "brief.en.pdf": b"%PDF-new", tmp_path / "brief.en.html": b"<html>"})
+    assert [str(p) for p in caught.value.problems] == [f"{tmp_path / 'brief.en.html'}: cannot write: Is a directory"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["brief.en.html", "brief.en.pdf"]
+    assert (tmp_path / "brief.en.pdf").read_bytes() == b"%PDF-new"

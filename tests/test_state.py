@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import stat
 import sys
+import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from conftest import DEAD_OWNER, LIVE_OWNER, run_cli
 from projects import make_project, report_block
 from reporter.errors import StateError
 from reporter.state import schema
-from reporter.state.target import mask, parse_url
+from reporter.state.target import mask, owner, parse_url
 from servers import PASSWORD, Backend
 
 DAY = date(2025, 11, 3)
@@ -249,7 +250,7 @@ def test_a_run_is_abandoned_only_when_its_process_is_gone(backend, monkeypatch):
     scheduler = backend.history()
     crashed = scheduler.start_run("r", DAY, "run-due", NOW, "2025-11-03T08:00")
     backend.execute("UPDATE runs SET owner = 'crashed-host:4242' WHERE id = :id", {"id": crashed})
-    swept = scheduler.abandon_running(NOW)
+    swept = scheduler.abandon_running(datetime(2025, 11, 3, 3, 5, tzinfo=timezone.utc))  # when it was found gone
     if backend.name == "postgresql":
         # Another host's render is alive while its process holds its presence lock...
         assert [run_id for run_id, *_ in swept] == [crashed]
@@ -261,7 +262,8 @@ def test_a_run_is_abandoned_only_when_its_process_is_gone(backend, monkeypatch):
     # A render that ends after its run was recorded as abandoned (its scheduler lost the lead, the
     # new leader took the slot over) does not overwrite that, nor add files or pending rows.
     assert scheduler.finish_run(crashed, "ok", NOW, pending=[("en", "desk@example.org", "to")]) is False
-    assert backend.rows("SELECT status FROM runs WHERE id = :id", {"id": crashed}) == [("abandoned",)]
+    assert backend.rows("SELECT status, finished_at, error FROM runs WHERE id = :id", {"id": crashed}) == [
+        ("abandoned", "2025-11-03T03:05:00+00:00", "the process running it stopped before it finished")]
     assert backend.rows("SELECT count(*) FROM deliveries") == [(0,)]
 
 
@@ -281,6 +283,69 @@ def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres
     with pytest.raises(StateError, match="not claimed, because this scheduler no longer leads"):
         history.start_run("r", DAY, "schedule", NOW, "2025-11-03T09:00")
     assert backend.rows("SELECT slot FROM slots") == [("2025-11-03T08:00",)]
+
+
+def test_a_claim_of_another_thread_stands_while_its_process_lives_even_without_its_session(pg_backend, postgres):
+    # The scheduler delivers two editions side by side, one per thread. Its connection to the
+    # server is cut, and with it the presence lock that tells others it lives; to itself, it
+    # still lives: a thread of its own is told the other thread is sending, and sends nothing.
+    history = pg_backend.history()
+    session = history.session()
+    first = {}
+    thread = threading.Thread(target=lambda: first.setdefault(
+        "claim", history.claim_delivery("r", DAY, "en", "desk@example.org", kind="to", now=NOW)))
+    thread.start()
+    thread.join()
+    assert first == {"claim": None}
+    assert history.claim_delivery("r", DAY, "en", "desk@example.org", kind="to", now=NOW) == "sending"
+    with postgres.admin() as admin:
+        (ended,) = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (session.backend_pid,)).fetchone()
+    assert ended
+    assert history.claim_delivery("r", DAY, "en", "desk@example.org", kind="to", now=NOW) == "sending"
+    assert pg_backend.rows("SELECT status, owner FROM deliveries") == [("sending", f"{owner()}/{thread.ident}")]
+
+
+def test_a_recipient_another_process_adds_between_the_read_and_the_insert_is_not_claimed(pg_backend):
+    # With PostgreSQL, a row that is not there yet cannot be locked: another process may add the
+    # same recipient's row after this claim found none and before it inserts its own. A trigger
+    # plays that process, at exactly that moment: the claim's insert then adds nothing, and the
+    # claim goes by what the other wrote: sent already, or being sent by a live process.
+    history = pg_backend.history()
+    history.session()
+    live = f"{owner()}/1"  # another thread of this process
+    pg_backend.execute(f"""
+        CREATE FUNCTION meanwhile() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF pg_trigger_depth() = 1 THEN
+            INSERT INTO deliveries (report, edition_date, lang, recipient, kind, status, attempts, owner, updated_at, forced)
+            VALUES (NEW.report, NEW.edition_date, NEW.lang, NEW.recipient, NEW.kind,
+                    CASE WHEN NEW.recipient = 'desk@example.org' THEN 'sent' ELSE 'sending' END, 1,
+                    CASE WHEN NEW.recipient = 'desk@example.org' THEN NULL ELSE '{live}' END,
+                    '2025-11-03T03:00:00+00:00', false);
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER meanwhile BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION meanwhile();""")
+    claims = {address: history.claim_delivery("r", DAY, "en", address, kind="to", now=NOW)
+              for address in ("desk@example.org", "editor@example.org")}
+    assert claims == {"desk@example.org": "sent", "editor@example.org": "sending"}
+    assert pg_backend.rows("SELECT recipient, status, owner FROM deliveries ORDER BY recipient") == [
+        ("desk@example.org", "sent", None), ("editor@example.org", "sending", live)]
+
+
+def test_a_session_whose_connection_failed_is_made_anew_though_another_history_shares_it(pg_backend, postgres):
+    # One session per process, shared by each History it opens; once its connection fails, the
+    # History that finds out drops it for all, and the next one asked for is a new connection.
+    first, second = pg_backend.history(), pg_backend.history()
+    session = first.session()
+    assert second.session() is session
+    with postgres.admin() as admin:
+        (ended,) = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (session.backend_pid,)).fetchone()
+    assert ended
+    first.drop_session()
+    fresh = first.session()
+    assert fresh is not session and fresh.backend_pid != session.backend_pid
+    assert fresh.try_lead() and fresh.leader() == owner()
 
 
 def test_two_projects_in_two_schemas_of_one_database_each_have_their_own_leader(postgres):
@@ -695,23 +760,19 @@ def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     history.close()
 
 
-def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(tmp_path):
-    import sqlite3
-    from contextlib import closing
-
-    from reporter.state.history import History
+def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(backend):
     from reporter.state.target import node
 
-    state = tmp_path / "h.sqlite"
-    history = History.at(state)
+    history = backend.history()
+    history.session()  # as a sender's: present before it claims
+    # Alive on either database: another thread of this process (with SQLite, any live pid would do).
+    live_owner = f"{owner()}/1"
     for address in ("new@example.org", "live@example.org", "dead@example.org", "sent@example.org"):
         assert history.add_notice("r", "render", "2025-11-03T08:00", address, edition_date=DAY, lang="en",
                                   error="the render failed", now=NOW)
-    with closing(sqlite3.connect(state)) as db, db:
-        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'live@example.org'", (LIVE_OWNER,))
-        db.execute("UPDATE notices SET status = 'sending', owner = ? WHERE recipient = 'dead@example.org'",
-                   (DEAD_OWNER,))
-        db.execute("UPDATE notices SET status = 'sent' WHERE recipient = 'sent@example.org'")
+    backend.execute("UPDATE notices SET status = 'sending', owner = :o WHERE recipient = 'live@example.org'", {"o": live_owner})
+    backend.execute("UPDATE notices SET status = 'sending', owner = :o WHERE recipient = 'dead@example.org'", {"o": DEAD_OWNER})
+    backend.execute("UPDATE notices SET status = 'sent' WHERE recipient = 'sent@example.org'")
     later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
     claimed = {notice.recipient: history.claim_notice(notice, later) for notice in history.notices("r")}
     assert claimed == {"new@example.org": True, "live@example.org": False, "dead@example.org": True,
@@ -721,7 +782,7 @@ def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_s
     assert me.startswith(f"{node()}:{os.getpid()}/")
     assert rows == {"new@example.org": ("sending", me, "2025-11-03T04:00:00+00:00"),
                     "dead@example.org": ("sending", me, "2025-11-03T04:00:00+00:00"),
-                    "live@example.org": ("sending", LIVE_OWNER, "2025-11-03T03:00:20+00:00"),
+                    "live@example.org": ("sending", live_owner, "2025-11-03T03:00:20+00:00"),
                     "sent@example.org": ("sent", None, "2025-11-03T03:00:20+00:00")}
     # Sending it records the outcome, the Message-ID among it, and gives the claim up; the
     # notices that differ from it in one part of their key are left as they were.

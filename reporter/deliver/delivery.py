@@ -58,8 +58,8 @@ class Outcome:
 
     recipient: Recipient
     status: str  # sent | already sent | unchanged | rejected | failed | written
-    detail: str = ""  # the server's reply, the reason of a failure, or when it was sent before
-    attempts: int = 0
+    detail: str = ""  # the server's reply, the reason of a failure or a skip, or when it was sent before
+    attempts: int = 0  # made by this delivery: none for a recipient skipped
     message_id: str | None = None
     path: Path | None = None
     forced: bool = False
@@ -69,15 +69,17 @@ class Outcome:
         return self.status not in (REJECTED, FAILED)
 
     def describe(self) -> str:
-        """``sent`` / ``already sent, skipped`` / ``rejected: 550 …`` / ``written to PATH``."""
+        """``sent`` / ``already sent, skipped (sent at …)`` / ``rejected: 550 …`` / ``written to PATH``."""
         if self.status == SENT:
             return "sent again (--force)" if self.forced else "sent"
         if self.status == ALREADY_SENT:
-            return "already sent, skipped"
+            # When and as which message: what a recipient's "I never got it" is checked against.
+            sent_as = f" as {self.message_id}" if self.message_id else ""
+            return f"already sent, skipped ({self.detail}{sent_as})"
         if self.status == IN_PROGRESS:
             return "being sent by another process, skipped"
         if self.status == UNCHANGED:
-            return "unchanged, not sent"
+            return f"unchanged, not sent ({self.detail})"
         if self.status == WRITTEN:
             return f"written to {self.path}"
         if self.forced:
@@ -202,7 +204,7 @@ def select_recipients(project: Project, report: Report, to: Sequence[str] = ()) 
     if unknown:
         raise DeliveryError([Problem(str(project.path), f"reports.{report.id}.recipients",
                                      f"{a} is not a recipient of this report") for a in unknown])
-    return tuple(by_address[a.lower()] for a in dict.fromkeys(a.lower() for a in to))
+    return tuple(dict.fromkeys(by_address[a.lower()] for a in to))
 
 
 # --- the stage -------------------------------------------------------------------------
@@ -262,7 +264,7 @@ def deliver(
         if was_sent and not force:
             log.info("%s: %s already sent at %s, skipped", label, recipient.email, previous.updated_at)
             outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {previous.updated_at}",
-                                          previous.attempts, previous.message_id)
+                                          message_id=previous.message_id)
             continue
         entry = records[pdfs[recipient.lang].path.parent].get((recipient.lang, recipient.email.lower()))
         if entry is not None and not force:
@@ -273,8 +275,8 @@ def deliver(
                                     attempts=entry.attempts, reply=entry.reply, now=datetime.fromisoformat(entry.sent_at),
                                     message_id=entry.message_id, sha256=entry.sha256, forced=entry.forced,
                                     content=entry.content)
-            outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {entry.sent_at} (in {RECORD_NAME})",
-                                          entry.attempts, entry.message_id)
+            outcomes[recipient] = Outcome(recipient, ALREADY_SENT, f"sent at {entry.sent_at}, says {RECORD_NAME}",
+                                          message_id=entry.message_id)
             continue
         was_sent = was_sent or entry is not None
         if report.send_if == "changed" and not force and not was_sent:
@@ -285,7 +287,7 @@ def deliver(
                 history.record_delivery(report.id, day, recipient.lang, recipient.email, kind=recipient.kind,
                                         status=UNCHANGED, attempts=earlier, reply=reason, now=now(),
                                         sha256=pdfs[recipient.lang].sha256, content=last)
-                outcomes[recipient] = Outcome(recipient, UNCHANGED, reason, earlier)
+                outcomes[recipient] = Outcome(recipient, UNCHANGED, reason)
                 continue
         candidates.append((recipient, earlier, force and was_sent))
 
@@ -299,9 +301,9 @@ def deliver(
                                           now=now(), force=force)
             if held == "sending":
                 log.info("%s: %s is being sent by another process right now, skipped", label, recipient.email)
-                outcomes[recipient] = Outcome(recipient, IN_PROGRESS, "another process is sending it", earlier)
+                outcomes[recipient] = Outcome(recipient, IN_PROGRESS)
             elif held == "sent":
-                outcomes[recipient] = Outcome(recipient, ALREADY_SENT, "sent by another process", earlier)
+                outcomes[recipient] = Outcome(recipient, ALREADY_SENT, "sent by another process just now")
             else:
                 if again:
                     log.warning("%s: --force: sending again to %s", label, recipient.email)
@@ -360,7 +362,7 @@ def _compose_and_send(project: Project, report: Report, day: date, history: Hist
                 fail(letter, f"cannot compose the message: {reason}")
                 continue
             if len(letter.data) > project.email.max_bytes:
-                fail(letter, f"the message is {len(letter.data) / 1048576:.1f} MB ({len(letter.data)} bytes), over the "
+                fail(letter, f"the message is {len(letter.data) / 2 ** 20:.1f} MB ({len(letter.data)} bytes), over the "
                              f"limit of {project.email.max_bytes} bytes ([email] max_size)")
                 continue
             ready.append(letter)

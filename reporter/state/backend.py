@@ -200,6 +200,13 @@ class Session:
     def close(self) -> None:
         with self._lock:
             try:
+                # Freed before the connection closes: the server frees them by itself only once
+                # the backend has ended, a moment later, and until then others would still find
+                # this process alive, and a standby would still find it leading.
+                self._conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+            except Exception:  # noqa: BLE001 - a connection that failed holds no lock any more
+                pass
+            try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - a dead connection closes as well as it can
                 pass

@@ -189,10 +189,10 @@ class History:
     def has_runs(self) -> bool:
         return self._run(lambda conn: conn.execute(sa.select(runs.c.id).limit(1)).first() is not None, readonly=True)
 
-    def _error(self, exc: Exception) -> StateError:
+    def _error(self, exc: DBAPIError) -> StateError:
         if self.postgres:
             return pg_problem(self.target, exc)
-        text = str(getattr(exc, "orig", exc))
+        text = str(exc.orig)  # the driver's words, without SQLAlchemy's statement and link
         if "locked" in text:
             message = "the history database is locked by another process; try again"
         elif "not a database" in text or "malformed" in text:
