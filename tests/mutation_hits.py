@@ -93,12 +93,16 @@ def own_tests(mutant: str, nodeids: list[str]) -> list[str]:
     return [nodeid for nodeid in nodeids if nodeid.partition("::")[0] in files]
 
 
-def _keep_own_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
-    kept = set(own_tests(os.environ["MUTANT_UNDER_TEST"], [item.nodeid for item in items]))
+def _keep(config: pytest.Config, items: list[pytest.Item], kept: set[str]) -> None:
+    """Deselect, as pytest's -k would, every item whose id is not in ``kept``."""
     dropped = [item for item in items if item.nodeid not in kept]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item.nodeid in kept]
+
+
+def _keep_own_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _keep(config, items, set(own_tests(os.environ["MUTANT_UNDER_TEST"], [item.nodeid for item in items])))
 
 
 def _uses_postgresql(item: pytest.Item) -> bool:
@@ -108,10 +112,7 @@ def _uses_postgresql(item: pytest.Item) -> bool:
 
 
 def _keep_only_postgresql(config: pytest.Config, items: list[pytest.Item]) -> None:
-    dropped = [item for item in items if not _uses_postgresql(item)]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if _uses_postgresql(item)]
+    _keep(config, items, {item.nodeid for item in items if _uses_postgresql(item)})
 
 
 def _keep_those_that_run_the_line(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -126,10 +127,7 @@ def _keep_those_that_run_the_line(config: pytest.Config, items: list[pytest.Item
     test_files = {path: mutation_lines.file_digest(_HERE.parent / path) for path in {item.nodeid.partition("::")[0] for item in items}}
     kept = set(mutation_lines.keep_tests_that_ran([item.nodeid for item in items], mutation_lines.load_records(_lines_folder()),
                                                   test_files, f"{name}:{function}", *found))
-    dropped = [item for item in items if item.nodeid not in kept]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item.nodeid in kept]
+    _keep(config, items, kept)
 
 
 @pytest.hookimpl(trylast=True)
