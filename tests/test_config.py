@@ -395,7 +395,8 @@ def test_an_address_of_the_longest_length_is_accepted(tmp_path: Path) -> None:
     ("Brief\x9fWeekly", "contains a control character (U+009F)"),  # the last C1 control
     ("Brief\xa0Weekly", None),  # a no-break space is text
     ("Brief\u2028Weekly", "expected a subject on one line"),
-    ("x" * 200, "is 200 characters long; at most 120"),
+    ("x" * 120, None),  # the longest allowed
+    ("x" * 121, "is 121 characters long; at most 120"),
 ])
 def test_a_header_is_one_line_of_printable_text(text: str, problem: str | None) -> None:
     assert config.header_problem(text, "a subject", 120) == problem
