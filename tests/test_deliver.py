@@ -111,6 +111,13 @@ def variant(rendered: Rendered, recipients=None, **email_settings):
     return replace(project, email=replace(project.email, **settings)), report
 
 
+def refused(project, report, history, smtp, **options) -> list[str]:
+    """The lines of the DeliveryError that stops a delivery before anything is sent."""
+    with pytest.raises(DeliveryError) as caught:
+        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep, **options)
+    return [str(p) for p in caught.value.problems]
+
+
 # --- the SMTP server -----------------------------------------------------------------
 
 
@@ -339,9 +346,7 @@ def test_to_picks_configured_recipients_only(rendered, history, server):
                                to=["Desk@Example.org", "desk@example.org"])
     assert [o.recipient.email for o in result.outcomes] == ["desk@example.org"]
     assert list(handler.parsed()) == ["desk@example.org"]
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, to=["stranger@example.org", "desk@example.org"])
-    assert [str(p) for p in caught.value.problems] == [
+    assert refused(project, report, history, smtp, to=["stranger@example.org", "desk@example.org"]) == [
         f"{project.path}:reports.brief.recipients: stranger@example.org is not a recipient of this report"]
 
 
@@ -351,14 +356,10 @@ def test_an_edition_that_was_not_recorded_is_not_sent(rendered, tmp_path, server
     history = History.at(tmp_path / "empty.sqlite")
     expected = [f"{tmp_path / 'empty.sqlite'}:brief 2025-11-05: no successful render of the {lang} PDF of this edition "
                 "is recorded: render it first" for lang in ("ru", "en")]
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    assert [str(p) for p in caught.value.problems] == expected
+    assert refused(project, report, history, smtp) == expected
     failed = history.start_run("brief", DAY, "manual", NOW)
     history.finish_run(failed, "failed", NOW, error="boom")
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    assert [str(p) for p in caught.value.problems] == expected
+    assert refused(project, report, history, smtp) == expected
     assert handler.messages == [] and history.deliveries() == []
 
 
@@ -374,16 +375,12 @@ def test_a_pdf_that_differs_from_the_record_is_not_sent(rendered, tmp_path, serv
     history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=tuple(copies)), copy=False)
     run_id = history.latest_pdf("brief", DAY, "en")[0]
     differs = f"{tmp_path / 'brief.en.pdf'}: differs from the PDF recorded by run {run_id}: render it first"
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp)
-    assert [str(p) for p in caught.value.problems] == [differs]
+    assert refused(project, report, history, smtp) == [differs]
     # Only Russian recipients: the English PDF is not needed, so it does not stop them.
     assert delivery.deliver(*variant(rendered, [ANALYST]), DAY, history, now=clock, smtp=smtp).ok
     (tmp_path / "brief.ru.pdf").unlink()
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, force=True)
     # Every language's fault at once, each naming its file.
-    assert [str(p) for p in caught.value.problems] == [
+    assert refused(project, report, history, smtp, force=True) == [
         f"{tmp_path / 'brief.ru.pdf'}: cannot read the recorded PDF (No such file or directory): render it first", differs]
 
 
@@ -916,9 +913,7 @@ def test_a_delivery_cut_short_by_a_crash_is_finished_at_the_next_start(rendered,
 def test_without_a_sender_nothing_is_claimed_or_sent(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered, sender="")
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
-    assert [str(p) for p in caught.value.problems] == [f"{project.path}:email.from: not set: who the briefing is from"]
+    assert refused(project, report, history, smtp) == [f"{project.path}:email.from: not set: who the briefing is from"]
     assert handler.messages == [] and history.deliveries() == []
 
 
@@ -931,9 +926,7 @@ def test_an_empty_recorded_pdf_is_not_sent(rendered, tmp_path, server):
     artifacts = tuple(replace(a, path=empty, sha256=hashlib.sha256(b"").hexdigest(), size=0)
                       if (a.lang, a.format) == ("en", "pdf") else a for a in rendered.edition.artifacts)
     history = record_edition(tmp_path / "h.sqlite", replace(rendered.edition, artifacts=artifacts), copy=False)
-    with pytest.raises(DeliveryError) as caught:
-        delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
-    assert [str(p) for p in caught.value.problems] == [f"{empty}: the recorded PDF is empty: render it first"]
+    assert refused(project, report, history, smtp) == [f"{empty}: the recorded PDF is empty: render it first"]
     assert handler.messages == [] and history.deliveries() == []
 
 
