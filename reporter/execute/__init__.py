@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -58,6 +61,44 @@ class WorkerStopped(Exception):
 
 class WorkerCrashed(Exception):
     """The worker died on its own (out of memory, a crash in a C library) mid-render."""
+
+
+class Calls:
+    """The ``run`` calls an executor has in flight, and how it stops taking them: closed, no new
+    call starts; stopped (once the grace is over), calls still waiting for a worker give up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self.closing = False
+        self.stopped = False
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        with self._lock:
+            if self.closing:
+                raise WorkerStopped("the service is stopping")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            self.closing = True
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the calls in flight to end; True if they all did."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with self._lock:
+                if not self._active:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 class Executor(Protocol):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Project
 from ..errors import ReporterError
-from . import LostAttempt, RenderOutcome, RenderTask, WorkerStopped
+from . import Calls, LostAttempt, RenderOutcome, RenderTask, WorkerStopped
 from .broker import BROKER_ENV, safe_url
 
 if TYPE_CHECKING:
@@ -357,9 +357,7 @@ class CeleryExecutor:
         self._app: Celery | None = None
         self._poller: _Poller | None = None
         self._client: Any = None
-        self._active = 0
-        self._closing = False
-        self._stopped = False
+        self._calls = Calls()
         self._progress = 0.0  # monotonic: when a render of this scheduler last started or finished
 
     def _connect(self) -> tuple[Celery, _Poller]:
@@ -376,15 +374,8 @@ class CeleryExecutor:
             return self._app, self._poller
 
     def run(self, task: RenderTask, timeout: float) -> RenderOutcome:
-        with self._lock:
-            if self._closing:
-                raise WorkerStopped("the service is stopping")
-            self._active += 1
-        try:
+        with self._calls.call():
             return self._run(task, timeout)
-        finally:
-            with self._lock:
-                self._active -= 1
 
     def _run(self, task: RenderTask, timeout: float) -> RenderOutcome:
         from ..pipeline import manifest  # noqa: PLC0415
@@ -403,7 +394,7 @@ class CeleryExecutor:
         broker_error = ""
         try:
             while True:
-                if self._stopped:
+                if self._calls.stopped:
                     self._revoke(task_id)
                     raise WorkerStopped("stopped with the service before the render finished")
                 if not published:
@@ -541,21 +532,10 @@ class CeleryExecutor:
     def close(self, grace: float = 30.0) -> None:
         """Take no new renders; wait up to ``grace`` seconds for those in flight, then give them up
         (each revoked, recorded as abandoned)."""
-        with self._lock:
-            self._closing = True
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._active:
-                    break
-            time.sleep(0.05)
-        self._stopped = True
-        settle = time.monotonic() + 10
-        while time.monotonic() < settle:
-            with self._lock:
-                if not self._active:
-                    break
-            time.sleep(0.05)
+        self._calls.close()
+        self._calls.wait(grace)
+        self._calls.stopped = True
+        self._calls.wait(10)  # for those it gave up to record it
         if self._poller is not None:
             self._poller.close()
         if self._client is not None:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from . import RenderOutcome, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped, execute
+from . import Calls, RenderOutcome, RenderTask, RenderTimeout, WorkerCrashed, WorkerStopped, execute
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class ProcessPool:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
-        self._active = 0  # run() calls in progress, waiting for a worker or rendering
-        self._closing = False  # no new calls
-        self._stopped = False  # grace is over: calls still waiting give up
+        self._calls = Calls()  # run() calls in progress, waiting for a worker or rendering
         self._started = False
 
     def _start_all(self) -> None:
@@ -129,23 +127,16 @@ class ProcessPool:
         worker.conn.close()
 
     def run(self, task: RenderTask, timeout: float) -> RenderOutcome:
-        with self._lock:
-            if self._closing:
-                raise WorkerStopped("the service is stopping")
-            self._active += 1
-        try:
+        with self._calls.call():
             self._start_all()
             return self._run(task, timeout)
-        finally:
-            with self._lock:
-                self._active -= 1
 
     def _take(self) -> _Worker:
         while True:
             try:
                 return self._idle.get(timeout=0.2)
             except queue.Empty:
-                if self._stopped:
+                if self._calls.stopped:
                     raise WorkerStopped("stopped with the service before it started") from None
 
     def _run(self, task: RenderTask, timeout: float) -> RenderOutcome:
@@ -164,7 +155,7 @@ class ProcessPool:
             worker.conn.send(task)
             if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
                 replace, kill = True, True
-                if self._stopped:
+                if self._calls.stopped:
                     raise WorkerStopped("stopped with the service before it finished")
                 raise RenderTimeout(f"render did not finish within {timeout:g} s and was stopped")
             outcome = worker.conn.recv()
@@ -174,7 +165,7 @@ class ProcessPool:
             return outcome
         except (EOFError, OSError, BrokenPipeError):
             replace, kill = True, True
-            if self._stopped:
+            if self._calls.stopped:
                 raise WorkerStopped("stopped with the service before it finished") from None
             worker.process.join(timeout=5)
             code = worker.process.exitcode
@@ -188,7 +179,7 @@ class ProcessPool:
             if replace:
                 self._retire(worker, kill)
                 back = None
-                if not self._closing:
+                if not self._calls.closing:
                     try:
                         back = self._start()
                     except OSError as exc:  # the pool shrinks by one rather than the service dying
@@ -202,26 +193,15 @@ class ProcessPool:
     def close(self, grace: float = 30.0) -> None:
         """Take no new renders; let those in progress finish for up to ``grace`` seconds, then
         stop every worker (renders still running are abandoned)."""
-        with self._lock:
-            self._closing = True
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._active:
-                    break
-            time.sleep(0.05)
-        self._stopped = True
+        self._calls.close()
+        self._calls.wait(grace)
+        self._calls.stopped = True
         with self._lock:
             busy = list(self._busy)
         for worker in busy:
             log.warning("stopping a render still in progress (worker pid %s)", worker.process.pid)
             worker.process.kill()
-        settle = time.monotonic() + 10
-        while time.monotonic() < settle:
-            with self._lock:
-                if not self._active:
-                    break
-            time.sleep(0.05)
+        self._calls.wait(10)
         while True:
             try:
                 worker = self._idle.get_nowait()
