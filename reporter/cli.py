@@ -389,12 +389,9 @@ def run_due(ctx: click.Context, workers: int | None, executor: str | None = None
     """Render what fell due since the last run, then exit (for cron or a systemd timer)."""
     project = _project(ctx)
     _check_broker(project, executor)
-    if _idle(ctx, project):
-        log.info("nothing due")
-        return
-    with _scheduler_state(ctx, project) as history:
+    with _scheduler_state(ctx, project, unless_idle=True) as history:
         if history is None:
-            return  # another scheduler leads this PostgreSQL state: it runs what is due
+            return  # nothing due, or another scheduler leads this PostgreSQL state and runs it
         service = _service(ctx, project, history, workers, executor)
         try:
             with _leading(history, service):
@@ -441,35 +438,22 @@ def worker(ctx: click.Context, concurrency: int | None, node: str | None) -> Non
     sys.exit(run_worker(project, url, node, concurrency or 0))
 
 
-def _idle(ctx: click.Context, project) -> bool:
-    """Whether a SQLite history shows, at a glance and without SQLAlchemy, that nothing is due:
-    the common case of a cron call, answered in a tenth of the time. Checked as the full path
-    checks (a writable state, no other scheduler), so that only the work differs."""
-    from .schedule.idle import nothing_due  # noqa: PLC0415
-    from .schedule.lock import SchedulerLock  # noqa: PLC0415
-    from .state.target import check_writable  # noqa: PLC0415
-
-    target = _state(project)
-    if target.postgres:
-        return False
-    check_writable(target.path)
-    with SchedulerLock(target.path):
-        return nothing_due(project, target.path, ctx.obj["clock"]())
-
-
 @contextmanager
 def _scheduler_state(ctx: click.Context, project, *, standby: float | None = None,
-                     stopping: Any = None) -> Iterator[Any]:
+                     stopping: Any = None, unless_idle: bool = False) -> Iterator[Any]:
     """The history, held by this process alone as the scheduler (``run`` or ``run-due``).
 
     With SQLite, that is an exclusive ``flock`` beside the file; a second scheduler is refused.
     With PostgreSQL, it is the leader lock: ``run`` (``standby`` seconds between attempts) stands
     by until it leads, or until ``stopping`` is set; ``run-due`` tries once. Either yields None
-    when it does not lead.
+    when it does not lead. With ``unless_idle``, it also yields None when a SQLite history shows,
+    under the lock and without SQLAlchemy, that nothing is due: the common case of a cron call,
+    answered in a tenth of the time.
 
     While leading, runs left ``running`` by a process that died are recorded as abandoned, and
     the temporary files they left are removed.
     """
+    from .schedule.idle import nothing_due  # noqa: PLC0415
     from .schedule.lock import SchedulerLock  # noqa: PLC0415
     from .state.target import check_writable  # noqa: PLC0415
 
@@ -477,6 +461,10 @@ def _scheduler_state(ctx: click.Context, project, *, standby: float | None = Non
     if not target.postgres:
         check_writable(target.path)  # before the lock, whose file lives in the same folder
         with SchedulerLock(target.path):
+            if unless_idle and nothing_due(project, target.path, ctx.obj["clock"]()):
+                log.info("nothing due")
+                yield None
+                return
             history = _checked_history(project, locked=True)
             _sweep(ctx, project, history)
             yield history
