@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
+import sqlite3
 import stat
+import subprocess
 import sys
 import threading
+from contextlib import closing
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -21,11 +25,15 @@ import pytest
 import sqlalchemy as sa
 
 import main_schema
-from conftest import DEAD_OWNER, LIVE_OWNER, run_cli
+from conftest import DEAD_OWNER, LIVE_OWNER, _neutral_cwd, cli_env, run_cli
 from projects import make_project, report_block
+from reporter import config
 from reporter.errors import StateError
 from reporter.state import schema
-from reporter.state.target import mask, owner, parse_url
+from reporter.state.adopt import adopt
+from reporter.state.history import History
+from reporter.state.records import SentEntry, add_to_record, read_record, record_path
+from reporter.state.target import mask, node, owner, parse_url
 from servers import PASSWORD, Backend
 
 DAY = date(2025, 11, 3)
@@ -125,8 +133,6 @@ def test_a_history_newer_than_this_reporter_is_a_clear_error(backend, tmp_path):
 def test_a_history_too_old_to_recognise_is_refused_and_kept(tmp_path):
     state = tmp_path / "state" / "history.sqlite"
     state.parent.mkdir(parents=True)
-    import sqlite3
-
     with sqlite3.connect(state) as db:
         db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, report TEXT, edition_date TEXT, slot TEXT, "
                    "trigger TEXT, started_at TEXT, finished_at TEXT, status TEXT, error TEXT)")  # no owner yet
@@ -158,8 +164,6 @@ def test_hosts_starting_together_on_a_new_database_create_the_schema_once(postgr
 
 
 def _open(url: str):
-    from reporter.state.history import History
-
     return History(url)
 
 
@@ -416,8 +420,6 @@ def test_bad_state_urls_are_one_line_naming_the_variable(postgres, tmp_path):
 
 
 def _closed_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -480,10 +482,6 @@ def test_a_postgresql_state_does_load_it(postgres, tmp_path):
 
 
 def _importtime(config_path: Path, *args: str, env: dict[str, str] | None = None):
-    import subprocess
-
-    from conftest import _neutral_cwd, cli_env
-
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reporter", "--config", str(config_path), *args],
                           capture_output=True, text=True, timeout=120, cwd=_neutral_cwd(),
                           env=cli_env({"REPORTER_NOW": "2025-11-05T12:00:00+05:00", **(env or {})}))
@@ -493,8 +491,6 @@ def _importtime(config_path: Path, *args: str, env: dict[str, str] | None = None
 def test_send_if_changed_compares_with_what_that_recipient_last_got_of_that_report_in_that_language(tmp_path):
     """The ledger's answer to "what did this person get last time?" (send_if = "changed"): the
     newest earlier edition of the same report, in the same language, that reached them."""
-    from reporter.state.history import History
-
     history = History.at(tmp_path / "history.sqlite")
     now = datetime(2025, 11, 5, 3, 0, tzinfo=timezone.utc)
 
@@ -528,8 +524,6 @@ def test_send_if_changed_compares_with_what_that_recipient_last_got_of_that_repo
 # --- deliveries.json beside each edition (reporter/state/records.py) ---------------------------
 
 def _entry(lang: str, recipient: str, **changes):
-    from reporter.state.records import SentEntry
-
     return SentEntry(**{"lang": lang, "recipient": recipient, "kind": "to", "sent_at": "2025-11-05T03:00:00+00:00",
                         "message_id": f"<{lang}.{recipient}>", "sha256": "ab" * 32, "reply": "250 OK", **changes})
 
@@ -538,8 +532,6 @@ def test_the_delivery_record_is_the_document_an_operator_reads(tmp_path: Path) -
     """What `cat deliveries.json` shows: its report and date, one entry per language and
     address in a stable order, names legible in any script, and a later send replacing only
     that recipient's entry."""
-    from reporter.state.records import add_to_record, read_record, record_path
-
     edition = tmp_path / "brief" / "2025-11-05"
     edition.mkdir(parents=True)
     add_to_record(edition, "brief", date(2025, 11, 5), _entry("ru", "Аналитик@example.org"))
@@ -565,10 +557,6 @@ def test_the_delivery_record_is_the_document_an_operator_reads(tmp_path: Path) -
 
 @pytest.mark.parametrize("how", ["no-folder", "a-folder-in-its-place", "immutable-folder"])
 def test_a_delivery_record_that_cannot_be_written_is_an_error_naming_it(tmp_path: Path, how: str) -> None:
-    import subprocess
-
-    from reporter.state.records import add_to_record, record_path
-
     edition = tmp_path / "brief" / "2025-11-05"
     if how != "no-folder":
         edition.mkdir(parents=True)
@@ -599,8 +587,6 @@ def test_a_delivery_record_that_cannot_be_written_is_an_error_naming_it(tmp_path
 ])
 def test_a_delivery_record_of_another_shape_is_an_error_never_nobody_got_it(tmp_path: Path, document: str,
                                                                              reason: str) -> None:
-    from reporter.state.records import read_record, record_path
-
     edition = tmp_path / "brief" / "2025-11-05"
     edition.mkdir(parents=True)
     record_path(edition).write_text(document, encoding="utf-8")
@@ -611,8 +597,6 @@ def test_a_delivery_record_of_another_shape_is_an_error_never_nobody_got_it(tmp_
 
 
 def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> None:
-    from reporter.state.history import History
-
     with pytest.raises(StateError) as caught:
         History.at(tmp_path)
     assert [str(p) for p in caught.value.problems] == [f"{tmp_path}: is a folder, not a history database file"]
@@ -625,11 +609,6 @@ def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> 
 
 def test_a_history_that_cannot_be_used_says_whether_it_is_damaged(tmp_path: Path) -> None:
     # In SQLite's own words, without SQLAlchemy's statement and link; "damaged" only when it is.
-    import sqlite3
-    from contextlib import closing
-
-    from reporter.state.history import History
-
     damaged = tmp_path / "damaged.sqlite"
     History.at(damaged).close()
     pages = damaged.read_bytes()
@@ -651,10 +630,6 @@ def test_a_history_that_cannot_be_used_says_whether_it_is_damaged(tmp_path: Path
 def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(tmp_path):
     # Known means a run that ended ok for that report and that date: a failed run of the same
     # edition, or an ok run of another date or another report, leaves it to adopt.
-    from reporter import config
-    from reporter.state.adopt import adopt
-    from reporter.state.history import History
-
     project = config.load(make_project(tmp_path, [report_block("r", languages='["en"]', formats='["html"]'),
                                                   report_block("q", languages='["en"]', formats='["html"]')]))
     later = date(2025, 11, 10)
@@ -664,7 +639,6 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
         folder.mkdir(parents=True)
         (folder / f"{report}.en.html").write_text(f"<p>{report} {day}</p>", encoding="utf-8")
         os.utime(folder / f"{report}.en.html", (written.timestamp(), written.timestamp()))
-    from reporter.state.records import SentEntry, add_to_record
 
     sent = SentEntry("en", "desk@example.org", "cc", "2025-11-03T03:06:00+00:00", "<m1@example.org>", "ab" * 32,
                      "250 2.0.0 OK queued as 42", attempts=2, forced=True, content="digest")
@@ -693,11 +667,6 @@ def test_adopt_takes_every_edition_the_history_lacks_and_leaves_the_ones_it_has(
 
 
 def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_live_claim(tmp_path):
-    import sqlite3
-    from contextlib import closing
-
-    from reporter.state.history import History
-
     state = tmp_path / "h.sqlite"
     history = History.at(state)
     for address, status in [("sent@example.org", "sent"), ("live@example.org", "sending"),
@@ -722,8 +691,6 @@ def test_a_reason_for_not_sending_goes_on_the_rows_still_waiting_and_spares_a_li
 def test_an_edition_was_written_when_its_first_successful_run_finished(tmp_path):
     # Where the retry window and the health check start: neither a failed run, nor another
     # report's or another date's edition, nor a later re-render moves it.
-    from reporter.state.history import History
-
     history = History.at(tmp_path / "h.sqlite")
     assert history.edition_written_at("r", DAY) is None
 
@@ -745,8 +712,6 @@ def test_an_edition_was_written_when_its_first_successful_run_finished(tmp_path)
 
 def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
-    from reporter.state.history import History
-
     history = History.at(tmp_path / "h.sqlite")
     later = datetime(2025, 11, 3, 4, 0, tzinfo=timezone.utc)
     assert history.skip_slot("r", DAY, "2025-11-03T08:00", NOW, "catch-up policy 'skip'", "catch-up")
@@ -761,8 +726,6 @@ def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
 
 
 def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(backend):
-    from reporter.state.target import node
-
     history = backend.history()
     history.session()  # as a sender's: present before it claims
     # Alive on either database: another thread of this process (with SQLite, any live pid would do).
