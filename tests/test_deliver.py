@@ -7,8 +7,9 @@ database, so ledgers never leak between tests.
 from __future__ import annotations
 
 import email
-import hashlib
 import email.policy
+import hashlib
+import json
 import logging
 import re
 import shutil
@@ -776,13 +777,25 @@ def lines(result) -> list[str]:
 
 
 @pytest.mark.slow
-def test_cli_send_through_smtp_once(cli_project, server):
+def test_cli_send_through_smtp_once(cli_project, server, rendered):
     handler, smtp = server
-    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": ""}
+    # On a machine whose clock is not on UTC: every time it records or prints is still UTC.
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "", "TZ": "Asia/Almaty"}
     result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert result.returncode == 0, result.stderr
     assert lines(result) == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]
     assert len(handler.messages) == 3
+    # deliveries.json beside the edition: what an operator (or `reporter adopt`) reads of each message.
+    record = json.loads((cli_project.parent / "output" / "brief" / "2025-11-05" / "deliveries.json").read_text(encoding="utf-8"))
+    received = handler.parsed()
+    digests = {lang: hashlib.sha256(rendered.pdf(lang)).hexdigest() for lang in ("ru", "en")}
+    assert (record["report"], record["edition_date"]) == ("brief", "2025-11-05")
+    assert [(e["lang"], e["recipient"], e["kind"], e["message_id"], e["sha256"], e["forced"], e["attempts"])
+            for e in record["deliveries"]] == [
+        ("en", "desk@example.org", "to", received["desk@example.org"]["Message-ID"], digests["en"], False, 1),
+        ("ru", "analyst@example.org", "to", received["analyst@example.org"]["Message-ID"], digests["ru"], False, 1),
+        ("ru", "editor@example.org", "cc", received["editor@example.org"]["Message-ID"], digests["ru"], False, 1)]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", e["sent_at"]) for e in record["deliveries"]), record
     again = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert again.returncode == 0, again.stderr
     ids = {address: message["Message-ID"] for address, message in handler.parsed().items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import os
 import re
 import shutil
@@ -187,6 +188,10 @@ def test_without_smtp_settings_every_recipient_waits_in_the_ledger_and_gets_it_o
     assert ledger(tmp_path) == {("ru", "analyst@example.org"): "pending", ("en", "desk@example.org"): "pending"}
     shown = cli(config_path, "history", "r")
     assert "r 2025-11-03 en desk@example.org pending 0 REPORTER_SMTP_URL: not set" in " ".join(shown.stdout.split())
+    waiting = json.loads(cli(config_path, "history", "r", "--json").stdout)["deliveries"]
+    assert sorted((d["lang"], d["recipient"], d["kind"], d["status"], d["attempts"], d["forced"], d["message_id"])
+                  for d in waiting) == [("en", "desk@example.org", "to", "pending", 0, False, None),
+                                        ("ru", "analyst@example.org", "to", "pending", 0, False, None)]
 
     handler = Recorder()
     with smtp_server(handler) as controller:
