@@ -144,8 +144,10 @@ def record(folder: Path, edition: build.Edition, *, pending: bool = True, backen
 
 
 def env(port: int | None = None, now: str = AT_SLOT) -> dict[str, str]:
+    # On a machine whose zone is neither UTC nor the report's: slots, editions and every time
+    # recorded or printed must not move with it.
     return {"REPORTER_NOW": now, "REPORTER_SMTP_URL": f"smtp://127.0.0.1:{port}" if port else "",
-            "REPORTER_SMTP_PASSWORD": ""}
+            "REPORTER_SMTP_PASSWORD": "", "TZ": "America/New_York"}
 
 
 def cli(config_path: Path, *args: str, **kwargs):
