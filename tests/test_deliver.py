@@ -524,6 +524,31 @@ def test_a_restart_after_a_partial_delivery_sends_only_what_is_missing(rendered,
     assert restarted.delivery("brief", DAY, "ru", "analyst@example.org").attempts == 2
 
 
+def test_the_message_id_follows_the_pdf(rendered, tmp_path, server):
+    """The same PDF to the same person carries the same Message-ID, so a copy sent again after
+    a crash is dropped as a duplicate; a corrected PDF of that edition carries another, so no
+    mail system drops the correction as the copy it already has."""
+    handler, smtp = server
+    project, report = variant(rendered, recipients=[DESK])
+    ids = []
+    for name, appended in (("sent", b""), ("sent-again", b""), ("corrected", b"\n% corrected\n")):
+        artifacts = []
+        for artifact in rendered.edition.artifacts:
+            data = artifact.path.read_bytes() + (appended if artifact.format == "pdf" else b"")
+            path = tmp_path / name / "render" / artifact.path.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            artifacts.append(replace(artifact, path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+        history = record_edition(tmp_path / name / "state" / "history.sqlite",
+                                 replace(rendered.edition, artifacts=tuple(artifacts)))
+        handler.messages.clear()
+        result = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep)
+        history.close()
+        assert [o.status for o in result.outcomes] == ["sent"], result.outcomes
+        ids.append(handler.parsed()["desk@example.org"]["Message-ID"])
+    assert ids[0] == ids[1] != ids[2], ids
+
+
 def test_an_oversized_message_fails_loudly(rendered, history, server):
     handler, smtp = server
     project, report = variant(rendered, max_bytes=50_000)
@@ -989,6 +1014,9 @@ def test_a_narrative_edited_after_the_render_fails_its_language_with_every_fault
          + "; ".join(f"{narrative}: block {name!r} is not a section of the report (declared: {declared})"
                      for name in ("aside", "box")))]
     assert list(handler.parsed()) == ["analyst@example.org"]
+    # The ledger: no message was made for the desk, so none is named, and no attempt counted.
+    row = history.delivery("brief", DAY, "en", "desk@example.org")
+    assert (row.status, row.message_id, row.attempts) == ("failed", None, 0)
 
 
 def test_a_language_whose_body_cannot_be_written_fails_alone(rendered, history, server, tmp_path):
