@@ -564,6 +564,22 @@ def test_an_oversized_message_fails_loudly(rendered, history, server):
     assert {row.status for row in history.deliveries()} == {"failed"}
 
 
+def test_a_message_of_exactly_the_size_limit_is_sent(rendered, history, server):
+    handler, smtp = server
+    project, report = variant(rendered, [DESK])
+    pdf = next(a for a in rendered.edition.artifacts if a.lang == "en" and a.format == "pdf")
+    body = compose.summarize(project, report, DAY, "en", build.load_datasets(project, report))
+    msgid = compose.message_id(report, DAY, DESK, pdf.sha256, "example.org", forced=False)
+    size = len(compose.compose(project, report, DESK, body, rendered.pdf("en"), NOW, msgid).as_bytes())
+    over = delivery.deliver(*variant(rendered, [DESK], max_bytes=size - 1), DAY, history, now=clock, smtp=smtp,
+                            sleep=no_sleep)
+    assert [o.status for o in over.outcomes] == ["failed"] and handler.messages == []
+    at_limit = delivery.deliver(*variant(rendered, [DESK], max_bytes=size), DAY, history, now=clock, smtp=smtp,
+                                sleep=no_sleep)
+    assert [(o.status, o.message_id) for o in at_limit.outcomes] == [("sent", msgid)]
+    assert len(handler.messages) == 1
+
+
 def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, history, server, tmp_path):
     handler, smtp = server
     project, report = variant(rendered, [ANALYST, DESK])
@@ -591,6 +607,18 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     assert (skipped.status, skipped.reply, skipped.attempts, skipped.sha256, skipped.content) == (
         "unchanged", same, 0, ru_pdf, history.last_sent_content("brief", "ru", "analyst@example.org", before=DAY))
     assert skipped.content is not None
+
+
+def test_what_an_edition_says_does_not_depend_on_the_order_its_datasets_are_listed(rendered):
+    # send_if = "changed" compares this digest: listing a report's datasets in another order
+    # changes nothing it says; another dataset's data does.
+    project, report = rendered.project, rendered.project.report("brief")
+    (brief,) = build.load_datasets(project, report)
+    other = replace(brief, name="another", digest="0" * 64)
+    said = delivery.content_digest(project, report, "en", [brief, other])
+    assert delivery.content_digest(project, report, "en", [other, brief]) == said
+    assert delivery.content_digest(project, report, "en", [brief, replace(other, digest="1" * 64)]) != said
+    assert delivery.content_digest(project, report, "en", [brief]) != said
 
 
 def test_two_deliveries_at_once_send_each_message_once(rendered, tmp_path, backend):
