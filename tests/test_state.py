@@ -710,6 +710,22 @@ def test_an_edition_was_written_when_its_first_successful_run_finished(tmp_path)
     history.close()
 
 
+def test_a_delivery_is_looked_up_by_report_date_language_and_address(tmp_path):
+    # What a delivery reads before it sends: the row of that report, edition, language and
+    # recipient only, never a neighbour's, whatever the case of the address.
+    history = History.at(tmp_path / "h.sqlite")
+    rows = {("r", DAY, "en"): "sent", ("q", DAY, "en"): "failed", ("r", DAY, "ru"): "pending",
+            ("r", date(2025, 11, 4), "en"): "unchanged"}
+    for (report, day, lang), status in rows.items():
+        history.record_delivery(report, day, lang, "desk@example.org", kind="to", status=status, attempts=1,
+                                reply=None, now=NOW)
+    for (report, day, lang), status in rows.items():
+        found = history.delivery(report, day, lang, "Desk@Example.org")
+        assert (found.report, found.edition_date, found.lang, found.status) == (report, day.isoformat(), lang, status)
+    assert history.delivery("r", DAY, "en", "analyst@example.org") is None
+    history.close()
+
+
 def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
     history = History.at(tmp_path / "h.sqlite")
