@@ -726,6 +726,19 @@ def test_a_delivery_is_looked_up_by_report_date_language_and_address(tmp_path):
     history.close()
 
 
+def test_claiming_a_message_that_waits_marks_it_sending_by_this_thread_from_now(tmp_path):
+    # What another sender, and `reporter history`, then read of a failed message being sent again.
+    history = History.at(tmp_path / "h.sqlite")
+    history.record_delivery("r", DAY, "en", "desk@example.org", kind="to", status="failed", attempts=1,
+                            reply="451 4.3.0 try later", now=NOW)
+    later = datetime(2025, 11, 3, 3, 5, tzinfo=timezone.utc)
+    assert history.claim_delivery("r", DAY, "en", "desk@example.org", kind="to", now=later) is None
+    row = history.delivery("r", DAY, "en", "desk@example.org")
+    assert (row.status, row.owner, row.updated_at, row.attempts, row.reply) == (
+        "sending", f"{owner()}/{threading.get_ident()}", "2025-11-03T03:05:00+00:00", 1, "451 4.3.0 try later")
+    history.close()
+
+
 def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
     history = History.at(tmp_path / "h.sqlite")
