@@ -604,8 +604,8 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     # The ledger keeps the reason, and what the edition said: the next edition compares with it.
     skipped = history.delivery("brief", DAY, "ru", "analyst@example.org")
     ru_pdf = next(a.sha256 for a in rendered.edition.artifacts if a.lang == "ru" and a.format == "pdf")
-    assert (skipped.status, skipped.reply, skipped.attempts, skipped.sha256, skipped.content) == (
-        "unchanged", same, 0, ru_pdf, history.last_sent_content("brief", "ru", "analyst@example.org", before=DAY))
+    assert (skipped.status, skipped.reply, skipped.attempts, skipped.sha256, skipped.forced, skipped.content) == (
+        "unchanged", same, 0, ru_pdf, False, history.last_sent_content("brief", "ru", "analyst@example.org", before=DAY))
     assert skipped.content is not None
 
 
