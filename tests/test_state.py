@@ -8,6 +8,7 @@ processes released together by a barrier, many times over.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from reporter import config
 from reporter.errors import StateError
 from reporter.state import schema
 from reporter.state.adopt import adopt
-from reporter.state.history import History
+from reporter.state.history import ArtifactRecord, History
 from reporter.state.records import SentEntry, add_to_record, read_record, record_path
 from reporter.state.target import mask, node, owner, parse_url
 from servers import PASSWORD, Backend
@@ -736,6 +737,32 @@ def test_claiming_a_message_that_waits_marks_it_sending_by_this_thread_from_now(
     row = history.delivery("r", DAY, "en", "desk@example.org")
     assert (row.status, row.owner, row.updated_at, row.attempts, row.reply) == (
         "sending", f"{owner()}/{threading.get_ident()}", "2025-11-03T03:05:00+00:00", 1, "451 4.3.0 try later")
+    history.close()
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def test_the_pdf_a_delivery_sends_is_the_newest_successful_one_of_that_report_date_and_language(tmp_path):
+    history = History.at(tmp_path / "h.sqlite")
+
+    def run(report: str, day: date, status: str, *files: tuple[str, str, str]) -> int:
+        run_id = history.start_run(report, day, "manual", NOW)
+        history.finish_run(run_id, status, NOW, files=[
+            ArtifactRecord(name, lang, kind, _digest(name), len(name)) for name, lang, kind in files])
+        return run_id
+
+    sent = run("r", DAY, "ok", ("r.en.pdf", "en", "pdf"), ("r.en.html", "en", "html"), ("r.ru.pdf", "ru", "pdf"))
+    run("q", DAY, "ok", ("q.en.pdf", "en", "pdf"))  # another report, later
+    run("r", date(2025, 11, 4), "ok", ("r-next.en.pdf", "en", "pdf"))  # another edition
+    run("r", DAY, "ok", ("r-again.en.html", "en", "html"))  # a later render that wrote no PDF
+    run("r", DAY, "failed", ("r-failed.en.pdf", "en", "pdf"))  # what a failed run left is never sent
+    assert history.latest_pdf("r", DAY, "en") == (sent, ArtifactRecord("r.en.pdf", "en", "pdf", _digest("r.en.pdf"), 8))
+    assert history.latest_pdf("r", DAY, "ru")[1].path == "r.ru.pdf"
+    assert history.latest_pdf("r", DAY, "kk") is None
+    newer = run("r", DAY, "ok", ("r-new.en.pdf", "en", "pdf"))
+    assert history.latest_pdf("r", DAY, "en")[0] == newer
     history.close()
 
 
