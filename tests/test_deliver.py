@@ -813,6 +813,19 @@ def test_a_message_the_outbox_cannot_take_fails_and_nothing_is_written(rendered,
     assert history.deliveries() == [] and result.summary == "not delivered (2 failed)"
 
 
+def test_an_outbox_does_not_read_what_was_sent(rendered, history, tmp_path):
+    # It sends nothing, so who got the edition does not matter: a damaged deliveries.json, which
+    # stops a send, neither stops it nor is touched.
+    record = tmp_path / "output" / "brief" / "2025-11-05" / "deliveries.json"
+    record.write_text("{ damaged", encoding="utf-8")
+    project, report = variant(rendered, [ANALYST, DESK])
+    result = delivery.deliver(project, report, DAY, history, now=clock, outbox=tmp_path / "outbox")
+    assert [(o.recipient.email, o.status) for o in result.outcomes] == [
+        ("analyst@example.org", "written"), ("desk@example.org", "written")]
+    assert len(list((tmp_path / "outbox").iterdir())) == 2
+    assert record.read_text(encoding="utf-8") == "{ damaged"
+
+
 # --- the command line -------------------------------------------------------------------
 
 
