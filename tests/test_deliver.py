@@ -607,6 +607,11 @@ def test_send_if_changed_compares_what_the_edition_says_not_its_date(rendered, h
     assert (skipped.status, skipped.reply, skipped.attempts, skipped.sha256, skipped.forced, skipped.content) == (
         "unchanged", same, 0, ru_pdf, False, history.last_sent_content("brief", "ru", "analyst@example.org", before=DAY))
     assert skipped.content is not None
+    # --force sends it all the same.
+    forced = delivery.deliver(project, report, DAY, history, now=clock, smtp=smtp, sleep=no_sleep,
+                              to=["analyst@example.org"], force=True)
+    assert [(o.recipient.email, o.status) for o in forced.outcomes] == [("analyst@example.org", "sent")]
+    assert len(handler.messages) == 4 and handler.messages[-1][0] == ("analyst@example.org",)
 
 
 def test_what_an_edition_says_does_not_depend_on_the_order_its_datasets_are_listed(rendered):

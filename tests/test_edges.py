@@ -508,23 +508,39 @@ def test_a_history_restored_from_an_older_copy_does_not_send_again(tmp_path, edi
     with smtp_server(handler) as controller:
         first = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:01:00+05:00"))
         assert first.stdout == "r 2025-11-03 retry: delivered (2 sent)\n", first.stderr
+        forced = cli(config_path, "send", "r", "--date", "2025-11-03", "--to", "desk@example.org", "--force",
+                     env=env(controller.port, "2025-11-03T08:01:30+05:00"))
+        assert forced.returncode == 0, forced.stderr
         sent = deliveries(tmp_path)
-        for file in state.parent.glob("history.sqlite-*"):
-            file.unlink()
-        shutil.copyfile(backup, state)
-        assert set(ledger(tmp_path).values()) == {"pending"}
+
+        def restore() -> None:
+            for file in state.parent.glob("history.sqlite-*"):
+                file.unlink()
+            shutil.copyfile(backup, state)
+            assert set(ledger(tmp_path).values()) == {"pending"}
+
+        restore()
         second = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:02:00+05:00"))
-    assert second.returncode == 0, second.stderr
+        assert second.returncode == 0, second.stderr
+        restore()
+        by_hand = cli(config_path, "send", "r", "--date", "2025-11-03", env=env(controller.port, "2025-11-03T08:03:00+05:00"))
     assert second.stdout == "r 2025-11-03 retry: delivered (2 already sent)\n"
     # The clock set by REPORTER_NOW keeps running, so the second is whatever it was by then.
     assert re.search(r"desk@example\.org got this edition at 2025-11-03T03:01:\d\d\+00:00 \(so says "
                      + re.escape(f"{tmp_path}/output/r/2025-11-03/deliveries.json; the history did not know): not sent again"),
                      second.stderr), second.stderr
-    assert len(handler.messages) == 2
+    assert len(handler.messages) == 3
     # The rows rebuilt from the edition's record say what the lost ones said: the Message-ID, the
-    # PDF, the reply, the attempts, when, and what the edition said (for send_if = "changed").
+    # PDF, the reply, the attempts, when, that the desk's copy was a forced resend, and what the
+    # edition said (for send_if = "changed").
     assert deliveries(tmp_path) == sent
     assert {row[2] for row in sent.values()} == {"sent"} and all(row[4] and row[5] and row[6] and row[8] for row in sent.values())
+    assert (sent["desk@example.org"][7], sent["analyst@example.org"][7]) == (1, 0)
+    # By hand, the same: each recipient is told when, and as which message, the record says they got it.
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert columns(by_hand) == [
+        f"{who} {row[0]} already sent, skipped (sent at {row[10]}, says deliveries.json as {row[5]})"
+        for who, row in sorted(sent.items())]
 
 
 def _damaged_history(folder: Path) -> Path:

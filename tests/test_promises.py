@@ -87,7 +87,10 @@ def test_the_cursor_never_moves_back(tmp_path: Path) -> None:
     assert history.evaluated_until("r") == AT + timedelta(minutes=1)
 
 
-def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path, rendered_edition) -> None:
+@pytest.mark.parametrize("record", ["kept", "lost"])
+def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path, rendered_edition, record: str) -> None:
+    # Also when the edition's own record of it is gone (written by a version without one, or
+    # removed): the ledger alone says it was sent.
     project, report, edition = rendered_edition
     history = record_edition(tmp_path / "state" / "history.sqlite", edition)
     handler = Recorder()
@@ -97,15 +100,23 @@ def test_a_failed_forced_resend_keeps_the_sent_record_and_says_so(tmp_path: Path
                                  to=["desk@example.org"])
         assert first.ok
         sent = history.delivery(report.id, edition.date, "en", "desk@example.org")
+        if record == "lost":
+            (tmp_path / "output" / report.id / edition.date.isoformat() / "deliveries.json").unlink()
         handler.refuse["desk@example.org"] = "550 5.1.1 mailbox full"
+        handler.refuse["analyst@example.org"] = "550 5.1.1 no such user"
         forced = delivery.deliver(project, report, edition.date, history, now=lambda: AT + timedelta(hours=1),
-                                  smtp=smtp, sleep=lambda s: None, to=["desk@example.org"], force=True)
-    (outcome,) = forced.outcomes
+                                  smtp=smtp, sleep=lambda s: None, to=["desk@example.org", "analyst@example.org"],
+                                  force=True)
+    desk, analyst = sorted(forced.outcomes, key=lambda o: o.recipient.email != "desk@example.org")
     assert not forced.ok
-    assert outcome.describe() == "not sent again (rejected: 550 5.1.1 mailbox full); the copy sent before stands"
+    assert desk.describe() == "not sent again (rejected: 550 5.1.1 mailbox full); the copy sent before stands"
     after = history.delivery(report.id, edition.date, "en", "desk@example.org")
     # The whole row as it was, the claim given up too: another sender is not told it is in progress.
     assert after == sent and (after.status, after.owner) == ("sent", None)
+    # --force to someone never sent: an ordinary rejection, recorded as one.
+    assert analyst.describe() == "rejected: 550 5.1.1 no such user"
+    failed = history.delivery(report.id, edition.date, "ru", "analyst@example.org")
+    assert (failed.status, failed.attempts, failed.reply, failed.owner) == ("rejected", 1, "550 5.1.1 no such user", None)
 
 
 def _claim_from_another_process(state: Path, report: str, day: date, lang: str, recipient: str) -> str:
