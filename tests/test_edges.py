@@ -454,6 +454,11 @@ def test_the_timeouts_are_set_in_the_email_table(tmp_path, edition):
         result = cli(config_path, "send", "r", "--date", "2025-11-03", "--to", "desk@example.org", env=env(port))
     assert result.returncode == 1
     assert columns(result) == [f"desk@example.org en failed: 127.0.0.1:{port} did not answer within 1 s (gave up after 1 attempt)"]
+    with silent_server(backlog_full=True) as port:
+        result = cli(config_path, "send", "r", "--date", "2025-11-03", "--to", "desk@example.org", env=env(port))
+    assert result.returncode == 1
+    assert columns(result) == [f"desk@example.org en failed: cannot connect to 127.0.0.1:{port} within 2 s "
+                               "(no answer to the connection) (gave up after 1 attempt)"]
 
 
 # --- 4. No repeat after lost state ---------------------------------------------------------------------
