@@ -852,8 +852,10 @@ def lines(result) -> list[str]:
 @pytest.mark.slow
 def test_cli_send_through_smtp_once(cli_project, server, rendered):
     handler, smtp = server
-    # On a machine whose clock is not on UTC: every time it records or prints is still UTC.
-    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "", "TZ": "Asia/Almaty"}
+    # On a machine whose zone is neither UTC nor the report's (a POSIX rule: no zone file needed):
+    # every time it records or prints is still UTC.
+    env = {"REPORTER_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "REPORTER_SMTP_PASSWORD": "",
+           "TZ": "EST5EDT,M3.2.0,M11.1.0"}
     result = run_cli("--config", str(cli_project), "send", "brief", "--date", "2025-11-05", env=env)
     assert result.returncode == 0, result.stderr
     assert lines(result) == ["analyst@example.org ru sent", "desk@example.org en sent", "editor@example.org ru sent"]

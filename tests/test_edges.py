@@ -144,14 +144,18 @@ def record(folder: Path, edition: build.Edition, *, pending: bool = True, backen
 
 
 def env(port: int | None = None, now: str = AT_SLOT) -> dict[str, str]:
-    # On a machine whose zone is neither UTC nor the report's: slots, editions and every time
-    # recorded or printed must not move with it.
     return {"REPORTER_NOW": now, "REPORTER_SMTP_URL": f"smtp://127.0.0.1:{port}" if port else "",
-            "REPORTER_SMTP_PASSWORD": "", "TZ": "America/New_York"}
+            "REPORTER_SMTP_PASSWORD": ""}
 
 
-def cli(config_path: Path, *args: str, **kwargs):
-    return run_cli("--config", str(config_path), *args, **kwargs)
+# The machine's zone for every CLI call here: neither UTC nor the report's, with summer time.
+# Slots, editions and every time recorded or printed must not move with it. A POSIX rule needs
+# no zone file, so it cannot fall back to UTC unnoticed where one is missing.
+MACHINE_ZONE = "EST5EDT,M3.2.0,M11.1.0"
+
+
+def cli(config_path: Path, *args: str, env: dict[str, str] | None = None, **kwargs):
+    return run_cli("--config", str(config_path), *args, env={"TZ": MACHINE_ZONE, **(env or {})}, **kwargs)
 
 
 def ledger(folder: Path, backend=None) -> dict[tuple[str, str], str]:
@@ -527,6 +531,7 @@ def test_a_history_restored_from_an_older_copy_does_not_send_again(tmp_path, edi
         restore()
         second = cli(config_path, "run-due", env=env(controller.port, "2025-11-03T08:02:00+05:00"))
         assert second.returncode == 0, second.stderr
+        rebuilt = deliveries(tmp_path)
         restore()
         by_hand = cli(config_path, "send", "r", "--date", "2025-11-03", env=env(controller.port, "2025-11-03T08:03:00+05:00"))
     assert second.stdout == "r 2025-11-03 retry: delivered (2 already sent)\n"
@@ -538,7 +543,7 @@ def test_a_history_restored_from_an_older_copy_does_not_send_again(tmp_path, edi
     # The rows rebuilt from the edition's record say what the lost ones said: the Message-ID, the
     # PDF, the reply, the attempts, when, that the desk's copy was a forced resend, and what the
     # edition said (for send_if = "changed").
-    assert deliveries(tmp_path) == sent
+    assert rebuilt == sent and deliveries(tmp_path) == sent
     assert {row[2] for row in sent.values()} == {"sent"} and all(row[4] and row[5] and row[6] and row[8] for row in sent.values())
     assert (sent["desk@example.org"][7], sent["analyst@example.org"][7]) == (1, 0)
     # By hand, the same: each recipient is told when, and as which message, the record says they got it.
@@ -772,7 +777,7 @@ def test_the_service_retries_between_slots_when_the_mail_server_comes_back(tmp_p
     record(tmp_path, edition)
     service = subprocess.Popen([sys.executable, "-m", "reporter", "--config", str(config_path), "run"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=cli_env(env(port, "2025-11-03T09:00:00+05:00")), start_new_session=True)
+                               env=cli_env({"TZ": MACHINE_ZONE, **env(port, "2025-11-03T09:00:00+05:00")}), start_new_session=True)
     handler = Recorder()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     try:

@@ -136,22 +136,24 @@ def test_lines_are_noted_in_subprocesses_forks_and_threads_and_survive_a_kill(tm
     assert sorted(lines[str(module.resolve())]) == [1, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 24]
 
 
-def test_a_forked_process_notes_each_function_it_calls_in_the_tests_file(tmp_path: Path, monkeypatch) -> None:
+def test_a_forked_process_notes_each_function_it_calls_in_the_tests_file(tmp_path: Path) -> None:
     # What a process that a test forks records under `make mutate`'s stats run, where mutmut's
     # own record would stay in the fork's memory.
     from mutation_hits import calls_to_the_file
 
     hits = tmp_path / "hits.txt"
-    monkeypatch.setenv("MUTMUT_HITS_FILE", str(hits))
     pid = os.fork()
     if pid == 0:
+        # Only in the fork: in this process the variable would feed these names to mutmut.
+        os.environ["MUTMUT_HITS_FILE"] = str(hits)
         try:
             record = calls_to_the_file()
             for name in ("reporter.state.history.xǁHistoryǁclaim_delivery", "reporter.cron.x_parse",
                          "reporter.state.history.xǁHistoryǁclaim_delivery"):
                 record(name, caller=None)
-        finally:
-            os._exit(0)
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
     assert hits.read_text(encoding="utf-8").splitlines() == [
         "reporter.state.history.xǁHistoryǁclaim_delivery", "reporter.cron.x_parse"]
