@@ -766,6 +766,19 @@ def test_the_pdf_a_delivery_sends_is_the_newest_successful_one_of_that_report_da
     history.close()
 
 
+def test_the_slots_in_a_state_are_that_reports_slots_in_that_state_only(tmp_path):
+    # What the planner is given to run again: the abandoned slots of that report, not its
+    # finished ones, and not another report's abandoned ones.
+    history = History.at(tmp_path / "h.sqlite")
+    for report, key, status in (("r", "2025-11-03T08:00", "abandoned"), ("r", "2025-11-03T09:00", "ok"),
+                                ("q", "2025-11-03T07:00", "abandoned")):
+        history.finish_run(history.start_run(report, DAY, "run-due", NOW, key), status, NOW)
+    assert history.slots_in_state("r", "abandoned") == ["2025-11-03T08:00"]
+    assert history.slots_in_state("r", "ok") == ["2025-11-03T09:00"]
+    assert history.slots_in_state("q", "ok") == []
+    history.close()
+
+
 def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
     history = History.at(tmp_path / "h.sqlite")
