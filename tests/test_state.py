@@ -779,6 +779,20 @@ def test_the_slots_in_a_state_are_that_reports_slots_in_that_state_only(tmp_path
     history.close()
 
 
+def test_what_waits_to_be_delivered_comes_oldest_edition_first_in_a_stable_order(tmp_path):
+    # The order in which the scheduler retries what it owes: by edition,
+    # then report, language and address, whatever order the rows were written in.
+    history = History.at(tmp_path / "h.sqlite")
+    expected = [(date(2025, 11, 2), "r", "en", "b@example.org"), (DAY, "q", "ru", "c@example.org"),
+                (DAY, "r", "en", "b@example.org"), (DAY, "r", "ru", "a@example.org"), (DAY, "r", "ru", "b@example.org")]
+    for day, report, lang, address in reversed(expected):
+        history.record_delivery(report, day, lang, address, kind="to", status="failed", attempts=1, reply=None, now=NOW)
+    history.record_delivery("r", DAY, "en", "sent@example.org", kind="to", status="sent", attempts=1, reply=None, now=NOW)
+    assert [(date.fromisoformat(row.edition_date), row.report, row.lang, row.recipient)
+            for row in history.undelivered()] == expected
+    history.close()
+
+
 def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     # True says the skip was recorded now: the scheduler logs a "skipped" event only then.
     history = History.at(tmp_path / "h.sqlite")
