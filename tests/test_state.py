@@ -272,6 +272,22 @@ def test_a_run_is_abandoned_only_when_its_process_is_gone(backend, monkeypatch):
     assert backend.rows("SELECT count(*) FROM deliveries") == [(0,)]
 
 
+def test_a_sweep_of_sqlite_leaves_a_live_manual_render_running(tmp_path):
+    # The scheduler's sweep at start-up: every slot run still "running" is its own dead run, and
+    # a manual render only when its process is gone; one in progress here carries on.
+    state = tmp_path / "h.sqlite"
+    history = History.at(state)
+    live = history.start_run("r", DAY, "manual", NOW)
+    dead = history.start_run("r", DAY, "manual", NOW)
+    slot = history.start_run("r", DAY, "run-due", NOW, "2025-11-03T08:00")
+    with closing(sqlite3.connect(state)) as db, db:
+        db.execute("UPDATE runs SET owner = ? WHERE id = ?", (DEAD_OWNER.partition("/")[0], dead))
+    assert sorted(run_id for run_id, *_ in history.abandon_running(NOW)) == sorted([dead, slot])
+    with closing(sqlite3.connect(state)) as db:
+        assert dict(db.execute("SELECT id, status FROM runs")) == {live: "running", dead: "abandoned", slot: "abandoned"}
+    history.close()
+
+
 def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres):
     # PostgreSQL's alone: with SQLite the scheduler lock is a flock, which its process cannot lose.
     backend = pg_backend
