@@ -85,9 +85,12 @@ class Calls:
             with self._lock:
                 self._active -= 1
 
-    def close(self) -> None:
+    def stop(self, grace: float) -> None:
+        """Take no new call; wait up to ``grace`` seconds for those in flight, then stop."""
         with self._lock:
             self.closing = True
+        self.wait(grace)
+        self.stopped = True
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the calls in flight to end; True if they all did."""

@@ -532,9 +532,7 @@ class CeleryExecutor:
     def close(self, grace: float = 30.0) -> None:
         """Take no new renders; wait up to ``grace`` seconds for those in flight, then give them up
         (each revoked, recorded as abandoned)."""
-        self._calls.close()
-        self._calls.wait(grace)
-        self._calls.stopped = True
+        self._calls.stop(grace)
         self._calls.wait(10)  # for those it gave up to record it
         if self._poller is not None:
             self._poller.close()

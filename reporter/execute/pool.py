@@ -193,9 +193,7 @@ class ProcessPool:
     def close(self, grace: float = 30.0) -> None:
         """Take no new renders; let those in progress finish for up to ``grace`` seconds, then
         stop every worker (renders still running are abandoned)."""
-        self._calls.close()
-        self._calls.wait(grace)
-        self._calls.stopped = True
+        self._calls.stop(grace)
         with self._lock:
             busy = list(self._busy)
         for worker in busy:
