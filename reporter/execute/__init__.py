@@ -92,15 +92,15 @@ class Calls:
         self.wait(grace)
         self.stopped = True
 
-    def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the calls in flight to end; True if they all did."""
+    def wait(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the calls in flight to end."""
         deadline = time.monotonic() + seconds
         while True:
             with self._lock:
                 if not self._active:
-                    return True
+                    return
             if time.monotonic() >= deadline:
-                return False
+                return
             time.sleep(0.05)
 
 
