@@ -260,6 +260,95 @@ def test_minute_level_schedules_over_three_years_are_fast() -> None:
     assert clock.perf_counter() - started < 60  # a bound, as above
 
 
+class _Calls:
+    """Counts the calls of one of cron's functions by name while it is active, the profiler's
+    way: no function is replaced, so what runs is the code as shipped."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.count = name, 0
+
+    def _profile(self, frame, event: str, arg) -> None:  # noqa: ANN001 (sys.setprofile's signature)
+        if event == "call" and frame.f_code.co_name == self.name and frame.f_globals.get("__name__") == cron.__name__:
+            self.count += 1
+
+    def __enter__(self) -> _Calls:
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setprofile(None)
+
+
+@pytest.mark.parametrize(("line", "limit", "days"), [
+    ("* * * * *", 1000, 1),      # 1440 a day: the last day holds them
+    ("0 9 * * *", 3, 3),         # one a day
+    ("0 9,21 * * 1-5", 5, 7),    # two a weekday: a weekend inside
+    ("0 9 * 1 *", 3, 3),         # January only, and the window ends in March
+])
+def test_the_newest_fires_of_a_long_window_cost_the_last_days_only(line: str, limit: int, days: int) -> None:
+    # A service back after three years computes its catch-up from the days that hold the
+    # newest fires, not by walking the three years: the days whose fires are computed are
+    # counted (with a week's margin), so that the promise holds without a timed test.
+    zone = ZoneInfo("Asia/Almaty")
+    schedule = cron.parse(line)
+    after, until = datetime(2024, 1, 2, tzinfo=zone), datetime(2027, 3, 15, 12, tzinfo=zone)
+    with _Calls("_fires_on") as computed:
+        newest = cron.fire_times(schedule, zone, after, until, limit=limit)
+    assert newest == cron.fire_times(schedule, zone, until - 75 * DAY, until)[-limit:]
+    assert len(newest) == limit
+    assert computed.count <= days + 8, f"the fires of {computed.count} days computed for the newest {limit} of {line!r}"
+
+
+def test_a_day_without_a_transition_costs_no_zone_lookup_per_fire() -> None:
+    new_york, every_minute = ZoneInfo("America/New_York"), cron.parse("* * * * *")
+    plain_day = datetime(2025, 3, 5, tzinfo=new_york), datetime(2025, 3, 6, tzinfo=new_york)
+    with _Calls("instant_of") as lookups:
+        fires_of_a_plain_day = cron.fire_times(every_minute, new_york, *plain_day)
+    assert len(fires_of_a_plain_day) == 1440 and lookups.count == 0
+    spring_forward = datetime(2025, 3, 9, tzinfo=new_york), datetime(2025, 3, 10, tzinfo=new_york)
+    with _Calls("instant_of") as lookups:
+        fires_of_the_short_day = cron.fire_times(every_minute, new_york, *spring_forward)
+    # The skipped hour's times fire shifted, onto instants that fire anyway: 23 hours of fires.
+    assert len(fires_of_the_short_day) == 1380 and lookups.count >= 1440
+
+
+def test_a_limit_keeps_the_newest_fires_and_no_more() -> None:
+    every_minute, zone = cron.parse("* * * * *"), ZoneInfo("Europe/Berlin")
+    after = datetime(2027, 5, 4, 10, tzinfo=zone)
+    # A window shorter than a day, and one of days: each keeps only the newest of its fires.
+    for until in (after + timedelta(hours=1), after + 3 * DAY):
+        newest = cron.fire_times(every_minute, zone, after, until, limit=5)
+        assert [f.instant for f in newest] == [until.astimezone(UTC) - n * MINUTE for n in range(4, -1, -1)]
+        assert cron.fire_times(every_minute, zone, after, until, limit=0) == []
+        assert cron.fire_times(every_minute, zone, after, until, limit=-1) == []
+
+
+def test_a_repeated_wall_time_fires_at_its_first_instant_whatever_its_fold() -> None:
+    new_york = ZoneInfo("America/New_York")
+    # 01:30 on 2025-11-02 happens twice in New York; a schedule fires at the first (EDT).
+    for fold in (0, 1):
+        assert cron.instant_of(datetime(2025, 11, 2, 1, 30, fold=fold), new_york) == datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
+
+
+def test_fire_instants_are_in_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A machine zone that is neither UTC nor the report's (a POSIX rule: no zone file needed).
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")
+    clock.tzset()
+    try:
+        zone = ZoneInfo("Asia/Tokyo")
+        schedule = cron.parse("30 9 * * *")
+        after = datetime(2026, 7, 1, tzinfo=zone)
+        fire = cron.next_fire(schedule, zone, after)
+        newest = cron.fire_times(schedule, zone, after, after + 5 * DAY, limit=2)
+        for instant in [fire.instant, cron.instant_of(datetime(2026, 7, 1, 9, 30), zone), *(f.instant for f in newest)]:
+            assert instant.utcoffset() == timedelta(0), instant
+        assert fire.instant.isoformat() == "2026-07-01T00:30:00+00:00"
+        assert [f.instant.isoformat() for f in newest] == ["2026-07-04T00:30:00+00:00", "2026-07-05T00:30:00+00:00"]
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+
+
 # Plan and slots: a shifted time keeps its nominal name, and slots sort by instant.
 
 def _report(schedule: str, zone: str, catch_up: str = "all", grace_hours: float = 72) -> Report:
