@@ -184,6 +184,7 @@ def test_tehran_kept_one_offset_through_2023() -> None:
     ("0 0 * * sun,SAT", {"weekdays": {0, 6}}),
     ("0 0 1-31/10 OCT-dec *", {"days": {1, 11, 21, 31}, "months": {10, 11, 12}}),
     ("00 08 * * *", {"minutes": {0}, "hours": {8}}),
+    ("0005 000 007 0012 0000", {"minutes": {5}, "hours": {0}, "days": {7}, "months": {12}, "weekdays": {0}}),
     ("@ANNUALLY", {"minutes": {0}, "hours": {0}, "days": {1}, "months": {1}}),
 ])
 def test_fields_expand_by_crontabs_rules(line: str, sets: dict[str, set[int]]) -> None:
@@ -344,9 +345,25 @@ def test_fire_instants_are_in_utc_whatever_the_machines_zone(monkeypatch: pytest
             assert instant.utcoffset() == timedelta(0), instant
         assert fire.instant.isoformat() == "2026-07-01T00:30:00+00:00"
         assert [f.instant.isoformat() for f in newest] == ["2026-07-04T00:30:00+00:00", "2026-07-05T00:30:00+00:00"]
+        # Fourteen hours ahead of UTC, the report eleven behind: the machine's date of an
+        # instant is a day past its date in UTC, and the fire before midnight in Pago Pago
+        # falls on the machine's next day but one.
+        monkeypatch.setenv("TZ", "<+14>-14")
+        clock.tzset()
+        pago_pago = ZoneInfo("Pacific/Pago_Pago")
+        fire = cron.next_fire(cron.parse("30 23 * * *"), pago_pago, datetime(2026, 7, 1, 10, tzinfo=UTC))
+        assert fire.instant == datetime(2026, 7, 1, 10, 30, tzinfo=UTC) and fire.wall == datetime(2026, 6, 30, 23, 30)
     finally:
         monkeypatch.undo()
         clock.tzset()
+
+
+def test_the_last_fire_of_the_calendar_comes_once() -> None:
+    # Fires run to the end of year 9998; the last one, at noon on its last day, is after
+    # 11:59 and not after itself.
+    last = cron.parse("0 12 31 12 *")
+    assert cron.next_fire(last, UTC, datetime(9998, 12, 31, 11, 59, tzinfo=UTC)).instant == datetime(9998, 12, 31, 12, tzinfo=UTC)
+    assert cron.next_fire(last, UTC, datetime(9998, 12, 31, 12, tzinfo=UTC)) is None
 
 
 # Plan and slots: a shifted time keeps its nominal name, and slots sort by instant.
