@@ -212,6 +212,7 @@ _SYNTAX = "is not crontab syntax (a value, a range a-b, '*', each with an option
     ("0 0 * 13 *", "month field '13': 13 is outside 1-12"),
     ("0 0 * * 8", "day of week field '8': 8 is outside 0-7"),
     ("0100 * * * *", "minute field '0100': 0100 is outside 0-59"),
+    ("0 0 1-32 * *", "day of month field '1-32': 32 is outside 1-31"),
     ("0 0 * jan-mar/0 *", "month field 'jan-mar/0': the step in 'jan-mar/0' must be at least 1"),
     ("0 0 * * 1-5/00", "day of week field '1-5/00': the step in '1-5/00' must be at least 1"),
     ("0 0 * mar-jan *", "month field 'mar-jan': the range 'mar-jan' runs backwards"),
