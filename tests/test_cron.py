@@ -185,6 +185,8 @@ def test_tehran_kept_one_offset_through_2023() -> None:
     ("0 0 1-31/10 OCT-dec *", {"days": {1, 11, 21, 31}, "months": {10, 11, 12}}),
     ("00 08 * * *", {"minutes": {0}, "hours": {8}}),
     ("0005 000 007 0012 0000", {"minutes": {5}, "hours": {0}, "days": {7}, "months": {12}, "weekdays": {0}}),
+    ("*/99999 */00024 * * *", {"minutes": {0}, "hours": {0}}),  # a step past the range: its start
+    (f"*/{'7' * 5000} 3 * * *", {"minutes": {0}, "hours": {3}}),  # longer than int() converts
     ("@ANNUALLY", {"minutes": {0}, "hours": {0}, "days": {1}, "months": {1}}),
 ])
 def test_fields_expand_by_crontabs_rules(line: str, sets: dict[str, set[int]]) -> None:
