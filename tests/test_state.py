@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from contextlib import closing
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -821,6 +821,20 @@ def test_a_slot_is_skipped_once_and_never_once_decided(tmp_path):
     assert [(run.slot, run.trigger, run.status, run.error, run.finished_at) for run in history.runs("r")] == [
         ("2025-11-04T08:00", "schedule", "running", None, None),
         ("2025-11-03T08:00", "catch-up", "skipped", "catch-up policy 'skip'", NOW.isoformat())]
+    history.close()
+
+
+def test_failure_notices_come_newest_first_then_by_recipient(backend):
+    # The order `reporter history` lists them in, and the order they are sent in.
+    history = backend.history()
+    queued = [("2025-11-03T08:00", "b@example.org", NOW), ("2025-11-03T08:00", "a@example.org", NOW),
+              ("2025-11-04T08:00", "c@example.org", NOW + timedelta(days=1)),
+              ("2025-11-02T08:00", "a@example.org", NOW - timedelta(days=1))]
+    for about, address, when in queued:
+        assert history.add_notice("r", "render", about, address, edition_date=DAY, lang="en", error="failed", now=when)
+    assert [(n.about, n.recipient) for n in history.notices()] == [
+        ("2025-11-04T08:00", "c@example.org"), ("2025-11-03T08:00", "a@example.org"),
+        ("2025-11-03T08:00", "b@example.org"), ("2025-11-02T08:00", "a@example.org")]
     history.close()
 
 
