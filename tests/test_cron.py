@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from conftest import cli_env, run_cli
 from reporter import cron
 from reporter.config import Report
-from reporter.schedule.plan import next_runs, plan
+from reporter.schedule.plan import MAX_SLOTS, next_runs, plan
 from schedule_helpers import make_project, report_block
 
 UTC = timezone.utc
@@ -400,6 +400,16 @@ def _report(schedule: str, zone: str, catch_up: str = "all", grace_hours: float 
     return Report(id="r", title={"en": "T"}, datasets=("brief",), layout="brief.html.j2", narrative="",
                   languages=("en",), formats=("html",), timezone=ZoneInfo(zone), schedule=schedule,
                   catch_up=catch_up, grace_seconds=grace_hours * 3600)
+
+
+def test_a_long_downtime_considers_the_newest_thousand_slots_only() -> None:
+    # Two days down with a schedule of every minute: 2880 slots were missed, and catch-up
+    # "all" runs the newest 1000 (MAX_SLOTS), not a backlog that would take days to clear.
+    report = _report("* * * * *", "Europe/Berlin", catch_up="all")
+    now = datetime(2027, 5, 4, 12, tzinfo=UTC)
+    decision = plan(report, now, now - 2 * DAY)
+    assert len(decision.run) == MAX_SLOTS == 1000 and decision.skip == ()
+    assert decision.run[-1].fire_time == now and decision.run[0].fire_time == now - 999 * MINUTE
 
 
 def test_a_shifted_slot_keeps_its_nominal_name_and_date() -> None:

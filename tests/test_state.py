@@ -835,6 +835,12 @@ def test_failure_notices_come_newest_first_then_by_recipient(backend):
     assert [(n.about, n.recipient) for n in history.notices()] == [
         ("2025-11-04T08:00", "c@example.org"), ("2025-11-03T08:00", "a@example.org"),
         ("2025-11-03T08:00", "b@example.org"), ("2025-11-02T08:00", "a@example.org")]
+    # Those still to send leave out one a live process is sending, and keep a dead one's.
+    backend.execute("UPDATE notices SET status = 'sending', owner = :o WHERE recipient = 'c@example.org'", {"o": f"{owner()}/1"})
+    backend.execute("UPDATE notices SET status = 'sending', owner = :o WHERE recipient = 'b@example.org'", {"o": DEAD_OWNER})
+    backend.execute("UPDATE notices SET status = 'sent' WHERE about = '2025-11-02T08:00'")
+    assert [(n.about, n.recipient) for n in history.notices(unsent=True)] == [
+        ("2025-11-03T08:00", "a@example.org"), ("2025-11-03T08:00", "b@example.org")]
     history.close()
 
 
