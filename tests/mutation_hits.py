@@ -35,14 +35,14 @@ import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+import mutation_calls
 import mutation_lines
 
 _HERE = Path(__file__).resolve().parent
-_FILE = "MUTMUT_HITS_FILE"
+_FILE = mutation_calls.FILE
 
 
 def _collecting() -> bool:
@@ -177,7 +177,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # compiled them anew: 2 s per subprocess for config.py, against 0.1 s from the cache.
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if _collecting():
-        os.register_at_fork(after_in_child=_calls_of_a_fork_to_the_file)
+        # A process that a test forks (the races of two processes in test_state.py) would note
+        # its calls in mutmut's memory, which ends with it: the race tests then counted for none
+        # of the functions that only their processes call (claim_delivery's claim of a waiting row).
+        os.register_at_fork(after_in_child=mutation_calls.note_calls_in_the_file)
     if not _noting_lines():
         return
     root = _HERE.parent
@@ -187,31 +190,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[mutation_lines.SOURCES] = os.pathsep.join(str(path) for path in _mutated_sources())
     _tracer = mutation_lines.LineTracer(os.environ[mutation_lines.SOURCES].split(os.pathsep))
     _tracer.start()
-
-
-def calls_to_the_file() -> Callable[..., None]:
-    """A stand-in for mutmut's ``record_trampoline_hit`` that appends each function's first call
-    to the file the running test names (``MUTMUT_HITS_FILE``), as the CLI subprocesses do."""
-    seen: set[str] = set()
-
-    def record(name: str, caller: str | None = None) -> None:
-        target = os.environ.get(_FILE)
-        if name in seen or not target:
-            return
-        seen.add(name)
-        with open(target, "a", encoding="utf-8") as hits:
-            hits.write(name + "\n")
-
-    return record
-
-
-def _calls_of_a_fork_to_the_file() -> None:
-    # A process that a test forks (the races of two processes in test_state.py) notes its calls
-    # in mutmut's memory, which ends with it: the race tests then counted for none of the
-    # functions that only their processes call (claim_delivery's claim of a waiting row).
-    from mutmut.mutation import trampoline
-
-    trampoline.record_trampoline_hit = calls_to_the_file()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -139,7 +139,7 @@ def test_lines_are_noted_in_subprocesses_forks_and_threads_and_survive_a_kill(tm
 def test_a_forked_process_notes_each_function_it_calls_in_the_tests_file(tmp_path: Path) -> None:
     # What a process that a test forks records under `make mutate`'s stats run, where mutmut's
     # own record would stay in the fork's memory.
-    from mutation_hits import calls_to_the_file
+    from mutation_calls import calls_to_the_file
 
     hits = tmp_path / "hits.txt"
     pid = os.fork()
