@@ -51,7 +51,7 @@ _UTC = timezone.utc
 _DAY = timedelta(days=1)
 # A field item: '*', a value or a range of values, then an optional step. ASCII only, so that
 # int() never meets a digit from another script.
-_ITEM = re.compile(r"(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9a-z]*))?", re.ASCII)
+_ITEM = re.compile(r"(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9a-z]*))?", re.ASCII | re.IGNORECASE)
 _LAST_DAY = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # the most each month can have
 
 
@@ -70,8 +70,8 @@ class _Field:
             if len(digits) > 2:  # no field goes past 59; and int() of a thousand digits is slow
                 raise ValueError(f"{self.name} field {text!r}: {token} is outside {self.low}-{self.high}")
             number = int(digits)
-        elif token in self.names:
-            number = self.names.index(token) + self.first_name
+        elif token.lower() in self.names:
+            number = self.names.index(token.lower()) + self.first_name
         elif self.names:
             raise ValueError(f"{self.name} field {text!r}: {token!r} is not a number "
                              f"{self.low}-{self.high} or a name like {self.names[1]!r}")
@@ -113,7 +113,7 @@ def _expand(spec: _Field, text: str) -> frozenset[int]:
             if not step_text.isdigit():
                 raise ValueError(f"{spec.name} field {text!r}: the step in {item!r} is not a whole number")
             if not star and not last:
-                until = spec.names[-1] if first in spec.names else spec.high
+                until = spec.names[-1] if first.lower() in spec.names else spec.high
                 raise ValueError(f"{spec.name} field {text!r}: {item!r} steps from a single value; "
                                  f"write a range such as '{first}-{until}/{step_text}'")
             digits = step_text.lstrip("0")
@@ -176,7 +176,8 @@ def parse(text: str) -> Schedule:
     line = PRESETS.get(text.strip().lower(), text.strip())
     if line.startswith("@"):
         raise ValueError(f"{text!r} is not a known preset (known: {', '.join(PRESETS)})")
-    fields = line.lower().split()
+    # Names match in any case, but a refusal quotes the field as it was written.
+    fields = line.split()
     if len(fields) != 5:
         raise ValueError(f"{text!r} must have 5 fields (minute hour day month weekday), or be a preset")
     try:
