@@ -844,6 +844,23 @@ def test_failure_notices_come_newest_first_then_by_recipient(backend):
     history.close()
 
 
+def test_deliveries_come_newest_edition_first_then_by_language_and_recipient(backend):
+    # The order `reporter history` and the archive list them in.
+    history = backend.history()
+    for day, lang, address in [(DAY, "ru", "a@example.org"), (DAY + timedelta(days=1), "ru", "b@example.org"),
+                               (DAY, "en", "b@example.org"), (DAY + timedelta(days=1), "en", "c@example.org"),
+                               (DAY, "en", "a@example.org"), (DAY - timedelta(days=1), "en", "a@example.org")]:
+        history.record_delivery("r", day, lang, address, kind="scheduled", status="sent", attempts=1, reply="250 OK", now=NOW)
+    assert [(d.edition_date, d.lang, d.recipient) for d in history.deliveries("r")] == [
+        ("2025-11-04", "en", "c@example.org"), ("2025-11-04", "ru", "b@example.org"),
+        ("2025-11-03", "en", "a@example.org"), ("2025-11-03", "en", "b@example.org"),
+        ("2025-11-03", "ru", "a@example.org"), ("2025-11-02", "en", "a@example.org")]
+    assert [(d.lang, d.recipient) for d in history.deliveries("r", DAY)] == [
+        ("en", "a@example.org"), ("en", "b@example.org"), ("ru", "a@example.org")]
+    assert history.deliveries("other") == []
+    history.close()
+
+
 def test_a_failure_notice_is_claimed_unless_sent_or_held_by_a_live_process_and_sending_it_is_recorded(backend):
     history = backend.history()
     history.session()  # as a sender's: present before it claims
