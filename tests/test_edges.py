@@ -37,6 +37,7 @@ from projects import make_project
 from reporter import config
 from reporter.deliver import delivery
 from reporter.deliver.smtp import SmtpSettings
+from reporter.errors import StateError
 from reporter.pipeline import build
 from reporter.state.history import History
 from servers import free_port
@@ -553,9 +554,9 @@ def test_a_history_restored_from_an_older_copy_does_not_send_again(tmp_path, edi
         for who, row in sorted(sent.items())]
 
 
-def _damaged_history(folder: Path) -> Path:
-    """A history with a few hundred runs, one page in the middle of the file overwritten."""
-    state = folder / "state" / "history.sqlite"
+def _history_of_runs(state: Path) -> int:
+    """A history of 300 failed runs with long errors, and a cursor, all in its file (no WAL
+    left); returns its page size."""
     history = History.at(state)
     for n in range(300):
         run_id = history.start_run("r", date(2020, 1, 1), "manual", WRITTEN)
@@ -564,10 +565,15 @@ def _damaged_history(folder: Path) -> Path:
     history.close()
     with closing(sqlite3.connect(state)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        return db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _damaged_history(folder: Path) -> Path:
+    """A history with a few hundred runs, one page in the middle of the file overwritten."""
+    state = folder / "state" / "history.sqlite"
+    page_size = _history_of_runs(state)
     with state.open("r+b") as handle:
-        handle.seek(page_size * (pages // 2))
+        handle.seek(page_size * (state.stat().st_size // page_size // 2))
         handle.write(b"\xff" * 64)
     return state
 
@@ -586,6 +592,47 @@ def test_damaged_pages_are_found_at_start_up_and_nothing_runs(tmp_path):
         assert line.endswith("); move it aside, then `reporter adopt` rebuilds it from the editions on disk")
     assert state.read_bytes() == before
     assert not (tmp_path / "output").exists()
+
+
+def _quick_check_lines(state: Path) -> list[str] | None:
+    """What SQLite's own quick_check lists, line by line; None if the damage stops it."""
+    with closing(sqlite3.connect(state)) as db:
+        try:
+            return [line for row in db.execute("PRAGMA quick_check") for line in row[0].splitlines()]
+        except sqlite3.DatabaseError:
+            return None
+
+
+def test_the_start_up_check_names_the_first_damage_sqlite_lists_and_counts_the_rest(tmp_path):
+    move_aside = "move it aside, then `reporter adopt` rebuilds it from the editions on disk"
+    state = _damaged_history(tmp_path)  # the middle page: damage that stops the check itself
+    with pytest.raises(StateError) as caught:
+        History.at(state).check()
+    assert [str(p) for p in caught.value.problems] == [
+        f"{state}: the history database is damaged (quick_check: database disk image is malformed); {move_aside}"]
+    # Damage that quick_check lists row by row, under a "*** in database main ***" heading that
+    # is no problem: the first problem is named, the others counted. Which page gives one, two
+    # or more problems depends on SQLite's layout, so each is looked for.
+    page_size = _history_of_runs(whole := tmp_path / "whole.sqlite")
+    pages = whole.read_bytes()
+    found: dict[str, tuple[bytes, list[str]]] = {}
+    for page in range(1, len(pages) // page_size):
+        # A page of 65535 cells; free space that runs past the page; a first cell past its end.
+        for offset in (3, 1, 8):
+            at = page * page_size + offset
+            damaged = pages[:at] + b"\xff\xff" + pages[at + 2:]
+            state.write_bytes(damaged)
+            lines = _quick_check_lines(state)
+            if lines and lines[0] == "*** in database main ***":
+                found.setdefault({2: "one", 3: "two"}.get(len(lines), "more"), (damaged, lines[1:]))
+    assert set(found) == {"one", "two", "more"}, found
+    for damaged, problems in found.values():
+        state.write_bytes(damaged)
+        with pytest.raises(StateError) as caught:
+            History.at(state).check()
+        said = problems[0] + (f" and {len(problems) - 1} more" if len(problems) > 1 else "")
+        assert [str(p) for p in caught.value.problems] == [
+            f"{state}: the history database is damaged (quick_check: {said}); {move_aside}"]
 
 
 @contextmanager

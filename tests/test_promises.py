@@ -297,6 +297,43 @@ def test_only_the_temporary_files_of_writers_that_died_are_removed(tmp_path: Pat
     assert remove_stale_parts(tmp_path / "no-such-edition") == []
 
 
+def test_a_writer_killed_mid_write_leaves_parts_beside_their_files_that_the_next_run_removes(tmp_path: Path) -> None:
+    # A real crash at a known point: the second file goes past the process's file-size limit,
+    # and the kernel kills it (SIGXFSZ, which Python ignores unless told) with the first staged.
+    import re
+
+    from reporter.pipeline.write import PART_SUFFIX, remove_stale_parts
+
+    edition = tmp_path / "brief" / "2025-11-05"
+    writer = subprocess.run([sys.executable, "-c", f"""
+import resource, signal, sys
+from pathlib import Path
+from reporter.pipeline.write import write_atomically
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+print(__import__("os").getpid(), flush=True)
+edition = Path({str(edition)!r})
+write_atomically({{edition / "brief.en.pdf": b"%PDF" * 100, edition / "brief.en.html": b"<p>" * 5000}})
+"""], capture_output=True, text=True, timeout=60)
+    assert writer.returncode == -signal.SIGXFSZ, writer.stderr
+    pid = int(writer.stdout)
+    left = sorted(path.name for path in edition.iterdir())
+    assert len(left) == 2, left  # neither file took its place; each part is beside its file, hidden
+    for name, target in zip(left, ("brief.en.html", "brief.en.pdf")):
+        assert re.fullmatch(rf"\.{re.escape(target)}\.{pid}\.[^./]+{re.escape(PART_SUFFIX)}", name), name
+    assert sorted(path.name for path in remove_stale_parts(edition)) == left
+    assert list(edition.iterdir()) == []
+
+
+def test_written_files_can_be_read_by_everyone_and_written_by_their_owner(tmp_path: Path) -> None:
+    # A temporary file is made 0600; the edition's files are served and mailed by other users.
+    from reporter.pipeline.write import write_atomically
+
+    write_atomically({tmp_path / "brief.en.pdf": b"%PDF", tmp_path / "brief.en.html": b"<html>"})
+    assert {path.name: path.stat().st_mode & 0o7777 for path in tmp_path.iterdir()} == {
+        "brief.en.pdf": 0o644, "brief.en.html": 0o644}
+
+
 def test_a_file_that_cannot_take_its_place_leaves_no_temporary_file_and_names_itself(tmp_path: Path) -> None:
     # The second file's place is taken by a folder: its rename fails after the first file's
     # rename has been done. The error names the file the user knows, and no ".part" is left.

@@ -613,6 +613,21 @@ def test_a_delivery_record_of_another_shape_is_an_error_never_nobody_got_it(tmp_
         f"{record_path(edition)}: not a delivery record ({reason}); fix it, or move it aside if nobody got this edition"]
 
 
+@pytest.mark.parametrize(("content", "reason"), [
+    (b'{"deliveries": [', "Expecting value: line 1 column 17 (char 16)"),
+    (b'{"report": "\xff"}', "'utf-8' codec can't decode byte 0xff in position 12: invalid start byte"),
+])
+def test_a_delivery_record_that_cannot_be_read_says_why_and_where(tmp_path: Path, content: bytes, reason: str) -> None:
+    edition = tmp_path / "brief" / "2025-11-05"
+    edition.mkdir(parents=True)
+    record_path(edition).write_bytes(content)
+    with pytest.raises(StateError) as caught:
+        read_record(edition)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{record_path(edition)}: cannot read this edition's delivery record ({reason}); "
+        "fix it, or move it aside if nobody got this edition"]
+
+
 def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
         History.at(tmp_path)
@@ -792,6 +807,25 @@ def test_the_slots_in_a_state_are_that_reports_slots_in_that_state_only(tmp_path
     assert history.slots_in_state("r", "abandoned") == ["2025-11-03T08:00"]
     assert history.slots_in_state("r", "ok") == ["2025-11-03T09:00"]
     assert history.slots_in_state("q", "ok") == []
+    history.close()
+
+
+def test_two_reports_with_the_same_slot_time_each_claim_their_own(tmp_path):
+    # Two reports at 08:00: the slot's name is the same, the claims are not.
+    history = History.at(tmp_path / "h.sqlite")
+    key = "2025-11-03T08:00"
+    first = history.start_run("r", DAY, "run-due", NOW, key)
+    second = history.start_run("q", DAY, "run-due", NOW, key)
+    assert first is not None and second is not None and first != second
+    history.finish_run(first, "ok", NOW)
+    assert history.start_run("q", DAY, "run-due", NOW, key) is None  # q's own claim still holds it
+    assert history.slots_in_state("r", "ok") == [key]
+    assert history.slots_in_state("q", "running") == [key]
+    history.finish_run(second, "abandoned", NOW)
+    again = history.start_run("q", DAY, "run-due", NOW, key)  # an abandoned slot is claimed again...
+    assert again is not None
+    assert history.slots_in_state("r", "ok") == [key]  # ...without touching r's
+    assert history.start_run("r", DAY, "run-due", NOW, key) is None
     history.close()
 
 
