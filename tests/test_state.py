@@ -301,8 +301,11 @@ def test_a_scheduler_that_lost_the_lead_cannot_claim_a_slot(pg_backend, postgres
         # until then the server still holds the lock for it, and rightly lets it claim.
         (ended,) = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (session.backend_pid,)).fetchone()
     assert ended
-    with pytest.raises(StateError, match="not claimed, because this scheduler no longer leads"):
+    with pytest.raises(StateError) as refused:
         history.start_run("r", DAY, "schedule", NOW, "2025-11-03T09:00")
+    assert [str(problem) for problem in refused.value.problems] == [
+        f"{history.where}: r slot 2025-11-03T09:00: not claimed, because this scheduler no longer leads "
+        "(its connection to the state database was lost)"]
     assert backend.rows("SELECT slot FROM slots") == [("2025-11-03T08:00",)]
 
 
