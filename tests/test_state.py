@@ -642,6 +642,22 @@ def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> 
         f"{tmp_path / 'state' / 'reporter.sqlite'}: cannot create its folder: File exists"]
 
 
+def test_a_history_locked_at_the_start_up_check_is_said_to_be_locked_not_damaged(tmp_path: Path) -> None:
+    # "Move it aside" would be the wrong advice. Costs the 10 s that SQLite waits for a lock.
+    state = tmp_path / "h.sqlite"
+    history = History.at(state)
+    history.close()  # its connections go; the check makes a new one
+    with closing(sqlite3.connect(state, isolation_level=None)) as other:
+        other.execute("PRAGMA locking_mode=EXCLUSIVE")  # held until closed: not even a reader gets in
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StateError) as caught:
+            history.check()
+    assert [str(p) for p in caught.value.problems] == [
+        f"{state}: the history database is locked by another process; try again"]
+    history.check()  # and fine once the lock is gone
+    history.close()
+
+
 def test_a_history_that_cannot_be_used_says_whether_it_is_damaged(tmp_path: Path) -> None:
     # In SQLite's own words, without SQLAlchemy's statement and link; "damaged" only when it is.
     damaged = tmp_path / "damaged.sqlite"
