@@ -631,6 +631,15 @@ def test_a_delivery_record_that_cannot_be_read_says_why_and_where(tmp_path: Path
         "fix it, or move it aside if nobody got this edition"]
 
 
+def test_a_history_in_folders_not_made_yet_makes_them(tmp_path: Path) -> None:
+    # state = "var/reporter/history.sqlite" in a project just cloned: neither folder is there.
+    state = tmp_path / "var" / "reporter" / "history.sqlite"
+    history = History.at(state)
+    assert not history.has_runs()
+    history.close()
+    assert state.is_file()
+
+
 def test_a_history_path_that_cannot_hold_a_database_is_named(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
         History.at(tmp_path)
