@@ -330,6 +330,19 @@ REFUSALS = {
     "a table's unit": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
                        'headers = { en = ["Id", "Value"] }\nunits = { price = "USD" }\n',
                        "reports.r.tables.t.units.price: 'price' is not one of the table's columns"),
+    "a table's headings that are no list": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = "Id" }\n',
+                                            "reports.r.tables.t.headers.en: expected a non-empty list of strings, got a string"),
+    "a table's title in no language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\ntitle = "Facts"\n',
+                                       "reports.r.tables.t.title: expected a table, got a string"),
+    "a table's title in another language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\n'
+                                            'title = { en = "Facts", fr = "Faits" }\n',
+                                            "reports.r.tables.t.title.fr: unknown key (allowed: en)"),
+    "a table's units that are no table": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nunits = "USD"\n',
+                                          "reports.r.tables.t.units: expected a table, got a string"),
+    "a table's unit that is no name": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nunits = { value = 5 }\n',
+                                       "reports.r.tables.t.units.value: expected a non-empty string, got an integer"),
+    "a table's filter that is no table": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nwhere = "x"\n',
+                                          "reports.r.tables.t.where: expected a table, got a string"),
     "the executor": ('[project]\nexecutor = "threads"\n', None, "", "project.executor: expected one of local, celery"),
     "tasks per worker": ("[project]\nmax_tasks_per_worker = 0\n", None, "",
                          "project.max_tasks_per_worker: expected a whole number, at least 1"),
@@ -350,6 +363,19 @@ def test_each_refusal_names_the_key_and_what_to_write(tmp_path: Path, case: str)
         text = "\n".join(f"{key} = {value}" if line.startswith(f"{key} = ") else line for line in text.splitlines()) + "\n"
     (tmp_path / "latin1.csv").write_bytes("email,lang\nä@example.org,en\n".encode("latin-1"))
     assert _problems(tmp_path, above + text + below) == [f"{tmp_path / 'reports.toml'}:" + expected.format(p=tmp_path)]
+
+
+def test_a_table_keeps_every_key_it_was_given(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
+                    'headers = { en = ["Id", "Value"] }\ntitle = { en = "Facts" }\nunits = { value = "percent" }\n'
+                    'where = { id = "a" }\n[reports.r.tables.bare]\nresource = "facts"\ncolumns = ["id"]\n'
+                    'headers = { en = ["Id"] }\n', encoding="utf-8")
+    tables = config.load(path).reports["r"].tables
+    assert tables == (
+        config.TableSpec("t", "facts", ("id", "value"), {"en": ("Id", "Value")}, {"en": "Facts"}, {"value": "percent"},
+                         {"id": "a"}),
+        config.TableSpec("bare", "facts", ("id",), {"en": ("Id",)}))
 
 
 def test_a_project_with_no_reports_or_a_missing_folder_or_bad_bytes_is_refused(tmp_path: Path) -> None:
