@@ -251,6 +251,10 @@ def test_today_is_the_reports_own_date(tmp_path: Path, utc: str, zone: str, day:
     assert config.edition_date(report, lambda: moment) == date.fromisoformat(day)
 
 
+# A table of two columns, then with its headings: what each refusal of a table's keys adds to.
+_TABLE = '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
+_HEADED = _TABLE + 'headers = { en = ["Id", "Value"] }\n'
+
 # Each refusal of reports.toml, as an editor sees it: (text above [reports.r], a key of GOOD and
 # its new value, text below GOOD, the one problem named, a format string: {p} is the project).
 REFUSALS = {
@@ -327,21 +331,19 @@ REFUSALS = {
     "a table's headings in another language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id"]\n'
                                                'headers = { en = ["Id"], fr = ["Id"] }\n',
                                                "reports.r.tables.t.headers.fr: unknown key (allowed: en)"),
-    "a table's unit": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
-                       'headers = { en = ["Id", "Value"] }\nunits = { price = "USD" }\n',
+    "a table's unit": ("", None, _HEADED + 'units = { price = "USD" }\n',
                        "reports.r.tables.t.units.price: 'price' is not one of the table's columns"),
-    "a table's headings that are no list": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = "Id" }\n',
+    "a table's headings that are no list": ("", None, _TABLE + 'headers = { en = "Id" }\n',
                                             "reports.r.tables.t.headers.en: expected a non-empty list of strings, got a string"),
-    "a table's title in no language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\ntitle = "Facts"\n',
+    "a table's title in no language": ("", None, _HEADED + 'title = "Facts"\n',
                                        "reports.r.tables.t.title: expected a table, got a string"),
-    "a table's title in another language": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\n'
-                                            'title = { en = "Facts", fr = "Faits" }\n',
+    "a table's title in another language": ("", None, _HEADED + 'title = { en = "Facts", fr = "Faits" }\n',
                                             "reports.r.tables.t.title.fr: unknown key (allowed: en)"),
-    "a table's units that are no table": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nunits = "USD"\n',
+    "a table's units that are no table": ("", None, _HEADED + 'units = "USD"\n',
                                           "reports.r.tables.t.units: expected a table, got a string"),
-    "a table's unit that is no name": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nunits = { value = 5 }\n',
+    "a table's unit that is no name": ("", None, _HEADED + 'units = { value = 5 }\n',
                                        "reports.r.tables.t.units.value: expected a non-empty string, got an integer"),
-    "a table's filter that is no table": ("", None, '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\nheaders = { en = ["Id", "Value"] }\nwhere = "x"\n',
+    "a table's filter that is no table": ("", None, _HEADED + 'where = "x"\n',
                                           "reports.r.tables.t.where: expected a table, got a string"),
     "the executor": ('[project]\nexecutor = "threads"\n', None, "", "project.executor: expected one of local, celery"),
     "tasks per worker": ("[project]\nmax_tasks_per_worker = 0\n", None, "",
@@ -367,10 +369,9 @@ def test_each_refusal_names_the_key_and_what_to_write(tmp_path: Path, case: str)
 
 def test_a_table_keeps_every_key_it_was_given(tmp_path: Path) -> None:
     path = tmp_path / "reports.toml"
-    path.write_text(GOOD + '[reports.r.tables.t]\nresource = "facts"\ncolumns = ["id", "value"]\n'
-                    'headers = { en = ["Id", "Value"] }\ntitle = { en = "Facts" }\nunits = { value = "percent" }\n'
-                    'where = { id = "a" }\n[reports.r.tables.bare]\nresource = "facts"\ncolumns = ["id"]\n'
-                    'headers = { en = ["Id"] }\n', encoding="utf-8")
+    path.write_text(GOOD + _HEADED + 'title = { en = "Facts" }\nunits = { value = "percent" }\nwhere = { id = "a" }\n'
+                    '[reports.r.tables.bare]\nresource = "facts"\ncolumns = ["id"]\nheaders = { en = ["Id"] }\n',
+                    encoding="utf-8")
     tables = config.load(path).reports["r"].tables
     assert tables == (
         config.TableSpec("t", "facts", ("id", "value"), {"en": ("Id", "Value")}, {"en": "Facts"}, {"value": "percent"},
