@@ -58,13 +58,16 @@ i18n: setup
 
 # Mutation testing of the modules that carry the promises (docs/TESTING.md): not part of `make test`;
 # hours for all of them on 2 cores, so MUTANTS can name some: make mutate MUTANTS='reporter.cron.*'.
-# Results are kept in mutants/: a run without MUTANTS tests only what has no result yet.
-# Bytecode is written there: each CLI subprocess would otherwise recompile the mutated modules.
-# mutmut leaves out the PostgreSQL cases (for time); what survives it then runs against those.
+# It starts from the results git keeps (docs/mutation-results.json) and tests only the mutants
+# whose function or killing test changed, or that were never decided; it saves what it decides
+# there again, also when a step fails. mutmut leaves out the PostgreSQL cases (for time); what
+# survives it then runs against those.
 MUTANTS ?=
 mutate: setup $(VENV)/.mutmut-installed
-	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
-	$(BIN)/python scripts/mutation-postgresql
+	$(BIN)/python scripts/mutation-record restore
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || { $(BIN)/python scripts/mutation-record save; exit 1; }
+	$(BIN)/python scripts/mutation-postgresql || { $(BIN)/python scripts/mutation-record save; exit 1; }
+	$(BIN)/python scripts/mutation-record save
 	$(BIN)/python scripts/mutation-score
 
 # Each mutant runs only the tests that ran its line, as noted by mutmut's first run; after a change
