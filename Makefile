@@ -63,7 +63,7 @@ i18n: setup
 # there again, also when a step fails. mutmut leaves out the PostgreSQL cases (for time); what
 # survives it then runs against those.
 MUTANTS ?=
-mutate: setup $(VENV)/.mutmut-installed
+mutate: setup
 	$(BIN)/python scripts/mutation-record restore
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || { $(BIN)/python scripts/mutation-record save; exit 1; }
 	$(BIN)/python scripts/mutation-postgresql || { $(BIN)/python scripts/mutation-record save; exit 1; }
@@ -72,13 +72,8 @@ mutate: setup $(VENV)/.mutmut-installed
 
 # Each mutant runs only the tests that ran its line, as noted by mutmut's first run; after a change
 # to the code or the tests, this notes them again (about ten minutes), for the next `make mutate`.
-mutate-lines: setup $(VENV)/.mutmut-installed
+mutate-lines: setup
 	$(BIN)/python scripts/mutation-lines
-
-$(VENV)/.mutmut-installed: pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test,mutate]'
-	touch $@
-
 
 # Every ratio of docs/BENCHMARKS.md, paired rounds side by side; about 12 minutes on 2 cores.
 # ROUNDS=N sets the paired rounds (default 3: the 20 above is repeat's); QUICK=1 small sizes, no Celery.
