@@ -12,8 +12,9 @@ When a mutant runs, the subprocesses inherit ``MUTANT_UNDER_TEST`` and import th
 package from ``mutants/`` (``PYTHONPATH`` is the suite's ROOT, which is ``mutants/`` there).
 mutmut hands pytest the chosen tests in no particular order and stops at the first failure
 (``-x``); this plugin puts first the tests that killed other mutants of the same function
-(``mutants/mutmut-killers.txt``: mutants of one function mostly fall to the same test), then
-the rest by their time in the stats run, quickest first, so that a mutant one quick test kills
+(``mutants/mutmut-killers.txt``: mutants of one function mostly fall to the same test; each
+line also holds the test's digest, for the record git keeps, :mod:`mutation_record`), then the
+rest by their time in the stats run, quickest first, so that a mutant one quick test kills
 does not wait on a slow one first. Of those tests it keeps only the ones that ran the line the
 mutant changes, from what the stats run noted (:mod:`mutation_lines`). Outside mutmut every hook
 returns at once.
@@ -40,6 +41,7 @@ import pytest
 
 import mutation_calls
 import mutation_lines
+import mutation_record
 
 _HERE = Path(__file__).resolve().parent
 _FILE = mutation_calls.FILE
@@ -149,19 +151,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         lines = _killers().read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = []
-    # A line names the mutant killed (or, written by an earlier version, its function).
-    kills = Counter(test for name, _, test in (line.partition("\t") for line in lines)
+    # A line names the mutant killed (or, written by an earlier version, its function), the test,
+    # and (since the record) the test's digest.
+    kills = Counter(rest.partition("\t")[0] for name, _, rest in (line.partition("\t") for line in lines)
                     if _function_of(name) == function)
     # Across files: a module-scoped fixture may then be set up more than once per mutant,
     # which costs less than running a slow test before the quick one that kills the mutant.
     items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report = yield
     if report.failed and _testing_a_mutant():
         # One short line per kill, appended: safe beside another mutmut child doing the same.
+        # The test's digest as it killed: the record git keeps (mutation_record.py) takes the
+        # kill back only while the test is the same.
         with _killers().open("a", encoding="utf-8") as killers:
-            killers.write(f"{os.environ['MUTANT_UNDER_TEST']}\t{report.nodeid}\n")
+            killers.write(f"{os.environ['MUTANT_UNDER_TEST']}\t{report.nodeid}\t{mutation_record.item_digest(item) or ''}\n")
+    return report
 
 
 _tracer: mutation_lines.LineTracer | None = None
