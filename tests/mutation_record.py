@@ -162,6 +162,7 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
 
 def current_digests(root: Path, nodeids: set[str]) -> dict[str, str | None]:
     """Each test's digest as the tests under ``root`` are now (None: gone), from a real collection."""
+    root = root.resolve()
     files = sorted({nodeid.partition("::")[0] for nodeid in nodeids if (root / nodeid.partition("::")[0]).is_file()})
     found: dict[str, str] = {}
     if files:

@@ -184,7 +184,7 @@ value = 2
 '''
 
 
-def test_a_tests_digest_follows_its_source_its_modules_names_and_its_cases(tmp_path):
+def test_a_tests_digest_follows_its_source_its_modules_names_and_its_cases(tmp_path, monkeypatch):
     tests = tmp_path / "tests"
     tests.mkdir()
     (tests / "test_x.py").write_text(CASES_TESTS)
@@ -198,6 +198,9 @@ def test_a_tests_digest_follows_its_source_its_modules_names_and_its_cases(tmp_p
     before = digests()
     assert before["tests/test_x.py::test_gone"] is None and before["tests/test_gone.py::test_a"] is None
     known = {key: value for key, value in before.items() if value is not None}
+    # scripts/mutation-score names mutants/ from the repository's root, as a relative path.
+    monkeypatch.chdir(tmp_path.parent)
+    assert current_digests(Path(tmp_path.name), ids) == before
     assert len(known) == 4 and len(set(known.values())) == 4
 
     def changed(**edits: str) -> set[str]:
