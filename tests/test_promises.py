@@ -314,7 +314,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 print(__import__("os").getpid(), flush=True)
 edition = Path({str(edition)!r})
 write_atomically({{edition / "brief.en.pdf": b"%PDF" * 100, edition / "brief.en.html": b"<p>" * 5000}})
-"""], capture_output=True, text=True, timeout=60)
+"""], capture_output=True, text=True, timeout=60, env=cli_env({}))
     assert writer.returncode == -signal.SIGXFSZ, writer.stderr
     pid = int(writer.stdout)
     left = sorted(path.name for path in edition.iterdir())
