@@ -305,10 +305,15 @@ def test_a_writer_killed_mid_write_leaves_parts_beside_their_files_that_the_next
     from reporter.pipeline.write import PART_SUFFIX, remove_stale_parts
 
     edition = tmp_path / "brief" / "2025-11-05"
+    # A first write, before the limit: under `make mutate` this process notes the lines and calls
+    # it runs in files of its own (tests/mutation_sitecustomize.py), which the limit would stop
+    # before the edition's write began; it notes each only at first sight, so the second write
+    # adds nothing there.
     writer = subprocess.run([sys.executable, "-c", f"""
 import resource, signal, sys
 from pathlib import Path
 from reporter.pipeline.write import write_atomically
+write_atomically({{Path({str(tmp_path / "warm-up")!r}) / "a.pdf": b"%PDF", Path({str(tmp_path / "warm-up")!r}) / "a.html": b"<p>"}})
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 print(__import__("os").getpid(), flush=True)
