@@ -44,9 +44,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-# mutmut's exit codes of a kill that a test reports, and of a mutant left alive.
+# mutmut's exit codes of a kill that a test reports, and of a mutant left alive (survived, no tests).
 _KILLED = (1, 3)
-_ALIVE = (0, 5, 33)
+ALIVE = (0, 5, 33)
 DIGESTS = "MUTATION_RECORD_DIGESTS"
 
 
@@ -117,17 +117,17 @@ def static_digest(path: Path, qualname: str) -> str | None:
     assert node is not None
     # A method's class is part of it: its decorators, its marks, its fixtures.
     top = next(n for n in tree.body if n.lineno <= node.lineno <= (n.end_lineno or n.lineno))
-    seen: list[ast.stmt] = []
+    seen: dict[int, ast.stmt] = {}
     todo = [top]
     while todo:
         current = todo.pop()
-        if any(current is s for s in seen):
+        if id(current) in seen:
             continue
-        seen.append(current)
+        seen[id(current)] = current
         for used in ast.walk(current):
             if isinstance(used, ast.Name):
-                todo.extend(n for n in names.get(used.id, ()) if not any(n is s for s in seen))
-    text = "\0".join(_source(lines, n) for n in sorted(seen, key=lambda n: n.lineno))
+                todo.extend(names.get(used.id, ()))
+    text = "\0".join(_source(lines, n) for n in sorted(seen.values(), key=lambda n: n.lineno))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -223,7 +223,7 @@ def collect(mutants: Path, earlier: dict[str, Any] | None = None, *, about: dict
         hashes = meta["hash_by_function_name"]
         for key, code in meta["exit_code_by_key"].items():
             function, fkey = function_of(key), function_key(key)
-            if code in _ALIVE:
+            if code in ALIVE:
                 results[key] = [code, "", ""]
             elif code in _KILLED and key in killers:
                 test, digest = killers[key]
@@ -239,7 +239,7 @@ def collect(mutants: Path, earlier: dict[str, Any] | None = None, *, about: dict
             functions[fkey] = hashes[function]
     postgresql = _postgresql(mutants, functions, results)
     for name, verdict in earlier.get("postgresql", {}).items():
-        if name not in postgresql and results.get(name, [None])[0] in _ALIVE \
+        if name not in postgresql and results.get(name, [None])[0] in ALIVE \
                 and earlier["functions"].get(function_key(name)) == functions.get(function_key(name)):
             postgresql[name] = verdict
     return {"about": about, "functions": functions, "results": results, "postgresql": postgresql}
@@ -253,7 +253,7 @@ def _postgresql(mutants: Path, functions: dict[str, str], results: dict[str, lis
         return {}
     kept: dict[str, list[str]] = {}
     for name, result in found.items():
-        if not isinstance(result, dict) or results.get(name, [None])[0] not in _ALIVE:
+        if not isinstance(result, dict) or results.get(name, [None])[0] not in ALIVE:
             continue
         if functions.get(function_key(name)) != result["function"]:
             continue
