@@ -439,3 +439,26 @@ def test_an_unknown_report_is_named_with_those_there_are(tmp_path: Path) -> None
 def test_a_table_whose_columns_are_no_list_names_its_key(tmp_path: Path) -> None:
     problems = _problems(tmp_path, GOOD + '[reports.r.tables.t]\nresource = "facts"\ncolumns = 5\nheaders = { en = ["Id"] }\n')
     assert problems[0] == f"{tmp_path / 'reports.toml'}:reports.r.tables.t.columns: expected a non-empty list of strings, got an integer"
+
+
+def test_a_chart_short_of_its_kind_its_title_or_a_language_of_its_title_is_named(tmp_path: Path) -> None:
+    two = GOOD.replace('title = { en = "T" }', 'title = { en = "T", ru = "Т" }').replace('["en"]', '["en", "ru"]')
+    problems = _problems(tmp_path, two + '''
+[reports.r.charts.a]
+title = { en = "A", ru = "А" }
+facts = ["x"]
+[reports.r.charts.b]
+kind = "bars"
+facts = ["x"]
+[reports.r.charts.c]
+kind = "bars"
+title = 5
+facts = ["x"]
+[reports.r.charts.d]
+kind = "bars"
+title = { en = "D" }
+facts = ["x"]
+''')
+    where = f"{tmp_path / 'reports.toml'}:reports.r.charts"
+    assert sorted(problems) == [f"{where}.a.kind: missing required key", f"{where}.b.title: missing required key",
+                                f"{where}.c.title: expected a table, got an integer", f"{where}.d.title.ru: missing required key"]
