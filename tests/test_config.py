@@ -462,3 +462,89 @@ facts = ["x"]
     where = f"{tmp_path / 'reports.toml'}:reports.r.charts"
     assert sorted(problems) == [f"{where}.a.kind: missing required key", f"{where}.b.title: missing required key",
                                 f"{where}.c.title: expected a table, got an integer", f"{where}.d.title.ru: missing required key"]
+
+
+def test_a_chart_keeps_every_key_it_was_given(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + '''
+[reports.r.charts.b]
+kind = "bars"
+title = { en = "B" }
+resource = "facts"
+label = "name"
+value = "amount"
+unit = "%"
+direction = "vertical"
+key = "code"
+highlight = ["a", "b"]
+[reports.r.charts.s]
+kind = "series"
+title = { en = "S" }
+resource = "series"
+x = "year"
+y = "value"
+style = "line"
+highlight = 2024
+[reports.r.charts.p]
+kind = "compare"
+title = { en = "P" }
+resource = "change"
+label = "name"
+before = "then"
+after = "now"
+periods = ["2020", "2024"]
+[reports.r.charts.t]
+kind = "timeline"
+title = { en = "T" }
+[reports.r.charts.h]
+kind = "shares"
+title = { en = "H" }
+facts = ["a", "b"]
+highlight = "a"
+''', encoding="utf-8")
+    charts = {chart.id: chart for chart in config.load(path).report("r").charts}
+    assert charts == {
+        "b": config.ChartSpec("b", "bars", {"en": "B"}, resource="facts", label="name", value="amount", unit="%",
+                              direction="vertical", key="code", highlight=("a", "b")),
+        "s": config.ChartSpec("s", "series", {"en": "S"}, resource="series", x="year", y="value", style="line",
+                              highlight=(2024,)),
+        "p": config.ChartSpec("p", "compare", {"en": "P"}, resource="change", label="name", before="then", after="now",
+                              periods=("2020", "2024")),
+        "t": config.ChartSpec("t", "timeline", {"en": "T"}, resource="events"),
+        "h": config.ChartSpec("h", "shares", {"en": "H"}, facts=("a", "b"), highlight=("a",)),
+    }
+
+
+def test_a_charts_texts_pairs_and_periods_are_refused_at_their_key(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, GOOD + '''
+[reports.r.charts.b]
+kind = "bars"
+title = { en = "B" }
+resource = "facts"
+label = 5
+value = "value"
+[reports.r.charts.p]
+kind = "compare"
+title = { en = "P" }
+facts = []
+periods = [5, "2024"]
+''')
+    where = f"{tmp_path / 'reports.toml'}:reports.r.charts"
+    assert problems == [f"{where}.b.label: expected a non-empty string, got an integer",
+                        f'{where}.p.facts: expected pairs of fact ids, earlier then later: [["a_2020", "a_2024"], ...]',
+                        f"{where}.p.periods[0]: expected a string, got an integer",
+                        f"{where}.p.periods: expected two labels: the earlier period, then the later"]
+
+
+def test_an_unknown_top_level_table_is_named_by_itself(tmp_path: Path) -> None:
+    assert _problems(tmp_path, GOOD + "[extra]\nx = 1\n") == [
+        f"{tmp_path / 'reports.toml'}:extra: unknown key (allowed: email, project, reports)"]
+
+
+@pytest.mark.parametrize(("title", "extra"), [('{ en = "T" }', []), ("5", ["reports.r.title: expected a table, got an integer"])])
+def test_texts_of_a_report_whose_languages_are_wrong_are_not_named_unknown(tmp_path: Path, title: str,
+                                                                        extra: list[str]) -> None:
+    text = GOOD.replace('languages = ["en"]', 'languages = 5').replace('title = { en = "T" }', f"title = {title}")
+    where = f"{tmp_path / 'reports.toml'}:"
+    assert _problems(tmp_path, text) == [where + "reports.r.languages: expected a non-empty list of strings, got an integer"] + [
+        where + p for p in extra]
