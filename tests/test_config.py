@@ -548,3 +548,40 @@ def test_texts_of_a_report_whose_languages_are_wrong_are_not_named_unknown(tmp_p
     where = f"{tmp_path / 'reports.toml'}:"
     assert _problems(tmp_path, text) == [where + "reports.r.languages: expected a non-empty list of strings, got an integer"] + [
         where + p for p in extra]
+
+
+_TWO = GOOD.replace('title = { en = "T" }', 'title = { en = "T", ru = "Т" }').replace('["en"]', '["en", "ru"]')
+
+
+def test_email_settings_are_kept_as_written_and_default_when_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(_TWO, encoding="utf-8")
+    assert config.load(path).email == config.EmailSettings()
+    path.write_text(_TWO + '''
+[email]
+from = "Desk <desk@example.org>"
+reply_to = "Replies <reply@example.org>"
+subject = { en = "{title}, {date}: {report}", ru = "{title} — {date}" }
+''', encoding="utf-8")
+    assert config.load(path).email == config.EmailSettings(
+        sender="Desk <desk@example.org>", reply_to="Replies <reply@example.org>",
+        subject={"en": "{title}, {date}: {report}", "ru": "{title} — {date}"})
+
+
+def test_email_settings_are_refused_at_their_key(tmp_path: Path) -> None:
+    where = f"{tmp_path / 'reports.toml'}:"
+    assert _problems(tmp_path, _TWO + '''
+[email]
+colour = "blue"
+reply_to = "nobody"
+subject = { en = "A\\nB", ru = "{x} {y} {title}" }
+''') == [where + "email.colour: unknown key (allowed: attempts, backoff, ca_file, connect_timeout, from, max_size, "
+         "reply_timeout, reply_to, retry_every, retry_for, subject, time_limit)",
+         where + "email.reply_to: 'nobody' is not an email address",
+         where + "email.subject.en: expected a subject on one line",
+         where + "email.subject.ru: unknown placeholder(s) x, y (use {title}, {date}, {report})"]
+    assert _problems(tmp_path, _TWO + '[email]\nsubject = { en = "{title}", ru = 5 }\n') == [
+        where + "email.subject.ru: expected a non-empty string, got an integer"]
+    assert _problems(tmp_path, _TWO + '[email]\nsubject = { en = "{title}" }\n') == [
+        where + "email.subject.ru: missing required key"]
+    assert _problems(tmp_path, "reports = 5\n") == [where + "reports: expected a table, got an integer"]
