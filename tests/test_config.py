@@ -585,3 +585,37 @@ subject = { en = "A\\nB", ru = "{x} {y} {title}" }
     assert _problems(tmp_path, _TWO + '[email]\nsubject = { en = "{title}" }\n') == [
         where + "email.subject.ru: missing required key"]
     assert _problems(tmp_path, "reports = 5\n") == [where + "reports: expected a table, got an integer"]
+
+
+def test_email_limits_are_kept_at_their_edges(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    for attempts in (1, 20):
+        path.write_text(_TWO + f'''
+[email]
+ca_file = "ca.pem"
+attempts = {attempts}
+backoff = "0s"
+connect_timeout = "0.1s"
+reply_timeout = "0.1s"
+time_limit = "0.1s"
+retry_for = "0s"
+retry_every = "1s"
+''', encoding="utf-8")
+        assert config.load(path).email == config.EmailSettings(
+            ca_file=tmp_path / "ca.pem", attempts=attempts, backoff_seconds=0, connect_timeout=0.1, reply_timeout=0.1,
+            time_limit=0.1, retry_for=0, retry_every=1)
+
+
+@pytest.mark.parametrize(("written", "problem"), [
+    ("attempts = 0", "email.attempts: expected a whole number from 1 to 20"),
+    ("attempts = 21", "email.attempts: expected a whole number from 1 to 20"),
+    ("attempts = true", "email.attempts: expected a whole number from 1 to 20"),
+    ('attempts = "3"', "email.attempts: expected a whole number from 1 to 20"),
+    ('connect_timeout = "0.09s"', "email.connect_timeout: at least 0.1 s"),
+    ('retry_every = "0.5s"', "email.retry_every: at least 1 s"),
+    ('backoff = "soon"', "email.backoff: 'soon' is not a duration like '30m', '6h' or '1d'"),
+    ("ca_file = 5", "email.ca_file: expected a non-empty string, got an integer"),
+])
+def test_email_limits_past_their_edges_are_refused(tmp_path: Path, written: str, problem: str) -> None:
+    assert _problems(tmp_path, _TWO + f"[email]\n{written}\n") == [f"{tmp_path / 'reports.toml'}:" + problem]
