@@ -619,3 +619,42 @@ retry_every = "1s"
 ])
 def test_email_limits_past_their_edges_are_refused(tmp_path: Path, written: str, problem: str) -> None:
     assert _problems(tmp_path, _TWO + f"[email]\n{written}\n") == [f"{tmp_path / 'reports.toml'}:" + problem]
+
+
+def test_a_report_left_to_its_defaults(tmp_path: Path) -> None:
+    from reporter.theme import LAYOUT
+
+    (tmp_path / "templates" / "r").mkdir()
+    (tmp_path / "templates" / "r" / "narrative.en.html.j2").write_text("<p>N</p>\n", encoding="utf-8")
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD.replace('narrative = "brief/narrative.{lang}.html.j2"\n', ""), encoding="utf-8")
+    report = config.load(path).report("r")
+    assert (report.formats, report.layout, report.narrative, report.schedule, report.charts, report.tables) == (
+        ("pdf", "html"), LAYOUT, "r/narrative.{lang}.html.j2", None, (), ())
+
+
+def test_a_report_names_each_key_it_lacks(tmp_path: Path) -> None:
+    where = f"{tmp_path / 'reports.toml'}:reports.r."
+    assert _problems(tmp_path, '[reports.r]\nnarrative = "brief/narrative.{lang}.html.j2"\n') == [
+        where + f"{name}: missing required key" for name in ("datasets", "languages", "timezone", "title")]
+
+
+@pytest.mark.parametrize(("line", "written", "problem"), [
+    ("languages", '["EN"]', "reports.r.languages[0]: 'EN' is not a language code like 'ru'"),
+    ("languages", '["en", "ru"]', "reports.r.title.ru: missing required key"),
+    ("timezone", "5", "reports.r.timezone: expected a non-empty string, got an integer"),
+    ("layout", "5", "reports.r.layout: expected a non-empty string, got an integer"),
+    ("layout", '"/srv/brief.html.j2"', "reports.r.layout: '/srv/brief.html.j2' must be a path inside the templates "
+                                       "folder, like 'brief/narrative.{lang}.html.j2'"),
+    ("narrative", r'"brief\\narrative.{lang}.html.j2"', "reports.r.narrative: 'brief\\\\narrative.{lang}.html.j2' must "
+                                                         "be a path inside the templates folder, like "
+                                                         "'brief/narrative.{lang}.html.j2'"),
+])
+def test_a_reports_own_keys_are_refused_at_their_key(tmp_path: Path, line: str, written: str, problem: str) -> None:
+    lines = [ln for ln in GOOD.splitlines() if not ln.startswith(f"{line} = ")]
+    assert _problems(tmp_path, "\n".join(lines) + f"\n{line} = {written}\n") == [f"{tmp_path / 'reports.toml'}:{problem}"]
+
+
+def test_a_sender_on_two_lines_is_refused_at_its_key(tmp_path: Path) -> None:
+    assert _problems(tmp_path, GOOD + '[email]\nfrom = "Desk\\n<desk@example.org>"\n') == [
+        f"{tmp_path / 'reports.toml'}:email.from: expected an address on one line"]
