@@ -658,3 +658,71 @@ def test_a_reports_own_keys_are_refused_at_their_key(tmp_path: Path, line: str, 
 def test_a_sender_on_two_lines_is_refused_at_its_key(tmp_path: Path) -> None:
     assert _problems(tmp_path, GOOD + '[email]\nfrom = "Desk\\n<desk@example.org>"\n') == [
         f"{tmp_path / 'reports.toml'}:email.from: expected an address on one line"]
+
+
+def test_a_report_keeps_every_key_it_was_given(tmp_path: Path) -> None:
+    (tmp_path / "templates" / "own.html.j2").write_text("{{ title }}\n", encoding="utf-8")
+    path = tmp_path / "reports.toml"
+    path.write_text('''
+[reports.r]
+title = { en = "T", ru = "Т" }
+short_title = { en = "S", ru = "С" }
+datasets = ["brief"]
+layout = "own.html.j2"
+narrative = "brief/narrative.{lang}.html.j2"
+languages = ["en", "ru"]
+formats = ["pdf"]
+timezone = "Asia/Almaty"
+schedule = "0 8 * * 1"
+key_figures = []
+timeline = false
+catch_up = "all"
+grace = "2h"
+timeout = "90s"
+send_if = "changed"
+stale = "refuse"
+max_age = "2y"
+on_failure = ["ops@example.org"]
+recipients = [{ email = "a@example.org", name = "A", lang = "ru", kind = "cc" }]
+[reports.r.charts.c]
+kind = "bars"
+title = { en = "C", ru = "Ч" }
+facts = ["a"]
+[reports.r.tables.t]
+resource = "facts"
+columns = ["id"]
+headers = { en = ["Id"], ru = ["Код"] }
+[[reports.r.sections]]
+id = "s"
+title = { en = "Section", ru = "Раздел" }
+charts = ["c"]
+tables = ["t"]
+''', encoding="utf-8")
+    report = config.load(path).report("r")
+    assert report == config.Report(
+        id="r", title={"en": "T", "ru": "Т"}, datasets=("brief",), layout="own.html.j2",
+        narrative="brief/narrative.{lang}.html.j2", languages=("en", "ru"), formats=("pdf",),
+        timezone=report.timezone, schedule="0 8 * * 1",
+        sections=(config.SectionSpec("s", {"en": "Section", "ru": "Раздел"}, ("c",), ("t",)),),
+        charts=(config.ChartSpec("c", "bars", {"en": "C", "ru": "Ч"}, facts=("a",)),),
+        tables=(config.TableSpec("t", "facts", ("id",), {"en": ("Id",), "ru": ("Код",)}),),
+        key_figures=(), timeline=False, catch_up="all", grace_seconds=7200, timeout_seconds=90,
+        short_title={"en": "S", "ru": "С"}, recipients=(config.Recipient("a@example.org", "A", "ru", "cc"),),
+        send_if="changed", max_age={"default": 732}, stale="refuse", on_failure=("ops@example.org",))
+    assert report.timezone.key == "Asia/Almaty"
+    path.write_text(GOOD, encoding="utf-8")
+    report = config.load(path).report("r")
+    assert (report.key_figures, report.timeline, report.catch_up, report.grace_seconds, report.timeout_seconds,
+            report.short_title, report.send_if, report.max_age, report.stale, report.on_failure, report.recipients) == (
+        None, True, "latest", 6 * 3600, 600, {"en": "T"}, "always", {}, "mark", (), ())
+
+
+@pytest.mark.parametrize(("written", "problem"), [
+    ('short_title = 5', "reports.r.short_title: expected a table, got an integer"),
+    ('short_title = { en = "S" }', "reports.r.short_title.ru: missing required key"),
+    ("tables = 5", "reports.r.tables: expected a table, got an integer"),
+    ('sections = [{ id = "s", title = { en = "S" } }]', "reports.r.sections[0].title.ru: missing required key"),
+])
+def test_a_reports_short_title_tables_and_sections_are_refused_at_their_key(tmp_path: Path, written: str,
+                                                                             problem: str) -> None:
+    assert _problems(tmp_path, _TWO + written + "\n") == [f"{tmp_path / 'reports.toml'}:{problem}"]
