@@ -726,3 +726,62 @@ tables = ["t"]
 def test_a_reports_short_title_tables_and_sections_are_refused_at_their_key(tmp_path: Path, written: str,
                                                                              problem: str) -> None:
     assert _problems(tmp_path, _TWO + written + "\n") == [f"{tmp_path / 'reports.toml'}:{problem}"]
+
+
+def test_a_project_keeps_every_key_it_was_given_and_defaults_those_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    project = config.load(path)
+    assert project == config.Project(
+        path, tmp_path, tmp_path / "data", tmp_path / "templates", tmp_path / "output", project.reports,
+        tmp_path / "locale", {}, state_path=tmp_path / "state" / "reporter.sqlite", workers=0, max_tasks_per_worker=20,
+        email=config.EmailSettings(), executor="local", redeliver_after=660)
+    assert list(project.reports) == ["r"]
+    write_dataset(tmp_path / "d")
+    write_templates(tmp_path / "t")
+    path.write_text('''
+[project]
+data = "d"
+templates = "t"
+output = "o"
+locale = "l"
+state = "s/h.sqlite"
+workers = 0
+max_tasks_per_worker = 1
+executor = "celery"
+redeliver_after = "601s"
+locales = { en = "en_GB", ru = "ru_RU" }
+''' + GOOD.replace("[reports.r]", "[reports.r-2_b]") + GOOD.replace("[reports.r]", "[reports.q]"), encoding="utf-8")
+    project = config.load(path)
+    assert project == config.Project(
+        path, tmp_path, tmp_path / "d", tmp_path / "t", tmp_path / "o", project.reports, tmp_path / "l",
+        {"en": "en_GB", "ru": "ru_RU"}, state_path=tmp_path / "s" / "h.sqlite", workers=0, max_tasks_per_worker=1,
+        email=config.EmailSettings(), executor="celery", redeliver_after=601)
+    assert list(project.reports) == ["r-2_b", "q"] and project.report("q").datasets == ("brief",)
+
+
+@pytest.mark.parametrize(("written", "problem"), [
+    ("workers = true", "project.workers: expected a whole number of worker processes (0: one per core)"),
+    ('workers = "2"', "project.workers: expected a whole number of worker processes (0: one per core)"),
+    ("max_tasks_per_worker = true", "project.max_tasks_per_worker: expected a whole number, at least 1"),
+    ('max_tasks_per_worker = "5"', "project.max_tasks_per_worker: expected a whole number, at least 1"),
+    ('redeliver_after = "600s"', "project.redeliver_after: must be longer than the longest report timeout (600 s), "
+                                 "or a render still running would be handed to a second worker"),
+    ('redeliver_after = "later"', "project.redeliver_after: 'later' is not a duration like '30m', '6h' or '1d'"),
+    ("data = 5", "project.data: expected a non-empty string, got an integer"),
+    ("state = 5", "project.state: expected a non-empty string, got an integer"),
+    ('data = "nowhere"', "project.data: folder {root}/nowhere does not exist"),
+    ('templates = "nowhere"', "project.templates: folder {root}/nowhere does not exist"),
+    ("shelf = 1", "project.shelf: unknown key (allowed: {allowed})"),
+])
+def test_a_projects_own_keys_are_refused_at_their_key(tmp_path: Path, written: str, problem: str) -> None:
+    problems = _problems(tmp_path, f"[project]\n{written}\n" + GOOD)
+    allowed = ", ".join(sorted(config.PROJECT_KEYS))
+    assert problems[0] == f"{tmp_path / 'reports.toml'}:" + problem.format(root=tmp_path, allowed=allowed), problems
+    # A missing folder also leaves the report's dataset or narrative missing: named after it.
+    assert len(problems) == 1 or '"nowhere"' in written, problems
+
+
+def test_a_report_id_that_is_not_one_is_named_as_written(tmp_path: Path) -> None:
+    assert _problems(tmp_path, GOOD.replace("[reports.r]", '[reports."Ёж r"]')) == [
+        f"""{tmp_path / 'reports.toml'}:reports."Ёж r": a report id is lower-case letters, digits, '-' and '_'"""]
