@@ -785,3 +785,27 @@ def test_a_projects_own_keys_are_refused_at_their_key(tmp_path: Path, written: s
 def test_a_report_id_that_is_not_one_is_named_as_written(tmp_path: Path) -> None:
     assert _problems(tmp_path, GOOD.replace("[reports.r]", '[reports."Ёж r"]')) == [
         f"""{tmp_path / 'reports.toml'}:reports."Ёж r": a report id is lower-case letters, digits, '-' and '_'"""]
+
+
+@pytest.mark.parametrize(("written", "problems"), [
+    ('max_age = { default = "2y", prices = 5, rents = "soon" }',
+     ["reports.r.max_age.prices: expected an age like '18 months', got an integer",
+      "reports.r.max_age.rents: 'soon' is not an age like '400d', '6 weeks', '18 months' or '2y'"]),
+    ("sections = [5, { id = \"s\", title = { en = \"S\" }, charts = [\"nothing\"] }]",
+     ["reports.r.sections[0]: expected a table, got an integer",
+      "reports.r.sections[1].charts[0]: no chart 'nothing' is declared (declared: none)"]),
+    ("sections = [{}]",
+     ["reports.r.sections[0].id: missing required key", "reports.r.sections[0].title: missing required key"]),
+    ('sections = [{ id = "Part one", title = { en = "S" } }, { id = "s", title = 5 }]',
+     ["reports.r.sections[0].id: 'Part one' does not match [a-z][a-z0-9_]*",
+      "reports.r.sections[1].title: expected a table, got an integer"]),
+    ('sections = [{ id = "s", title = { en = "S" } }, { id = "s", title = { en = "S" } }, { id = "t", title = 5 }]',
+     ["reports.r.sections[1].id: section 's' is declared twice",
+      "reports.r.sections[2].title: expected a table, got an integer"]),
+    ('sections = [{ id = "summary", title = { en = "S" } }, { id = "t", title = 5 }]',
+     ["reports.r.sections[0].id: 'summary' is placed by the layout itself; choose another id",
+      "reports.r.sections[1].title: expected a table, got an integer"]),
+])
+def test_each_topic_and_section_is_checked_after_one_that_is_wrong(tmp_path: Path, written: str,
+                                                                  problems: list[str]) -> None:
+    assert _problems(tmp_path, GOOD + written + "\n") == [f"{tmp_path / 'reports.toml'}:{p}" for p in problems]
