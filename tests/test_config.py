@@ -805,6 +805,9 @@ def test_a_report_id_that_is_not_one_is_named_as_written(tmp_path: Path) -> None
     ('sections = [{ id = "summary", title = { en = "S" } }, { id = "t", title = 5 }]',
      ["reports.r.sections[0].id: 'summary' is placed by the layout itself; choose another id",
       "reports.r.sections[1].title: expected a table, got an integer"]),
+    ('sections = [{ id = "s", title = { en = "S" }, charts = ["nothing"] }]\n[reports.r.charts.b]\nkind = "bars"\n'
+     'title = { en = "B" }\nfacts = ["x"]\n[reports.r.charts.a]\nkind = "bars"\ntitle = { en = "A" }\nfacts = ["y"]',
+     ["reports.r.sections[0].charts[0]: no chart 'nothing' is declared (declared: a, b)"]),
 ])
 def test_each_topic_and_section_is_checked_after_one_that_is_wrong(tmp_path: Path, written: str,
                                                                   problems: list[str]) -> None:
