@@ -735,7 +735,8 @@ def _recipients(check: _Checker, key: str, table: dict, languages: tuple[str, ..
     seen: set[str] = set()
     for checker, where, item in entries:
         item = checker.table(item, where, RECIPIENT_KEYS, {"email", "lang"})
-        if not item:
+        if not item.keys() >= {"email", "lang"}:
+            # A missing key is named once, above: not again as "None is not an email address".
             continue
         email = item.get("email")
         if problem := _address_problem(email):

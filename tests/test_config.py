@@ -812,3 +812,45 @@ def test_a_report_id_that_is_not_one_is_named_as_written(tmp_path: Path) -> None
 def test_each_topic_and_section_is_checked_after_one_that_is_wrong(tmp_path: Path, written: str,
                                                                   problems: list[str]) -> None:
     assert _problems(tmp_path, GOOD + written + "\n") == [f"{tmp_path / 'reports.toml'}:{p}" for p in problems]
+
+
+def test_recipients_from_tables_and_a_file_are_kept_in_order_with_their_defaults(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("email,lang,name,kind\nc@example.org,ru,,\nd@example.org,en,D,cc\n",
+                                         encoding="utf-8")
+    path = tmp_path / "reports.toml"
+    path.write_text(_TWO + 'recipients_file = "people.csv"\nrecipients = [{ email = "a@example.org", lang = "en" }, '
+                    '{ email = "b@example.org", lang = "ru", name = "B", kind = "bcc" }]\n', encoding="utf-8")
+    assert config.load(path).report("r").recipients == (
+        config.Recipient("a@example.org", "", "en", "to"), config.Recipient("b@example.org", "B", "ru", "bcc"),
+        config.Recipient("c@example.org", "", "ru", "to"), config.Recipient("d@example.org", "D", "en", "cc"))
+    path.write_text(_TWO + 'recipients_file = 5\nrecipients = [{ email = "a@example.org", lang = "de" }]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:reports.r.recipients_file: expected a non-empty string, got an integer",
+        f"{path}:reports.r.recipients[0].lang: 'de' is not one of the report's languages (en, ru)"]
+
+
+def test_every_recipient_is_checked_after_one_that_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("email,lang,name\nann@example.org,en,\nnobody,en,\ne@example.org,de,\n",
+                                         encoding="utf-8")
+    people = [('"Ann@Example.org"', "en", ""), ('"b@example"', "en", ""), ('"c@example.org"', "en", "name = 5, "),
+              ('"d@example.org"', "en", 'name = "A\\tB", '), ('"e@example.org"', "de", ""),
+              ('"f@example.org"', "en", 'kind = "fax", '), ("5", "en", ""), ('"g@example.org"', "en", "")]
+    listed = ", ".join(f'{{ {extra}email = {email}, lang = "{lang}" }}' for email, lang, extra in people)
+    problems = _problems(tmp_path, GOOD + f'recipients_file = "people.csv"\nrecipients = [{listed}, 5, {{ lang = "en" }}, {{ email = "h@example.org" }}]\n')
+    toml, csv = f"{tmp_path / 'reports.toml'}:reports.r.recipients", f"{tmp_path / 'people.csv'}:line"
+    assert problems == [
+        f"{toml}[1].email: 'b@example' is not an email address",
+        f"{toml}[2].name: expected a name on one line, got an integer",
+        f"{toml}[3].name: contains a control character (U+0009)",
+        f"{toml}[4].lang: 'de' is not one of the report's languages (en)",
+        f"{toml}[5].kind: 'fax' is not one of to, cc, bcc",
+        f"{toml}[6].email: 5 is not an email address",
+        f"{toml}[8]: expected a table, got an integer",
+        f"{toml}[9].email: missing required key",
+        f"{toml}[10].lang: missing required key",
+        f"{csv} 2.email: ann@example.org is listed twice",
+        f"{csv} 3.email: 'nobody' is not an email address",
+        f"{csv} 4.lang: 'de' is not one of the report's languages (en)",
+    ]
