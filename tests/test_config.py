@@ -854,3 +854,37 @@ def test_every_recipient_is_checked_after_one_that_is_wrong(tmp_path: Path) -> N
         f"{csv} 3.email: 'nobody' is not an email address",
         f"{csv} 4.lang: 'de' is not one of the report's languages (en)",
     ]
+
+
+def test_the_config_file_is_the_one_named_then_the_environments_then_reports_toml(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    named, from_env = tmp_path / "named.toml", tmp_path / "env.toml"
+    monkeypatch.setenv("REPORTER_CONFIG", str(from_env))
+    assert (config.config_path(named), config.config_path(None)) == (named, from_env)
+    monkeypatch.delenv("REPORTER_CONFIG")
+    assert config.config_path(None) == Path("reports.toml")
+
+
+def test_a_config_file_missing_unreadable_or_empty_is_named_whole(tmp_path: Path) -> None:
+    def problems(path: Path) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            config.load(path)
+        return [str(p) for p in caught.value.problems]
+
+    assert problems(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: config file not found"]
+    assert problems(tmp_path) == [f"{tmp_path}: cannot read the config file: Is a directory"]
+    (tmp_path / "empty.toml").write_text("", encoding="utf-8")
+    assert problems(tmp_path / "empty.toml") == [f"{tmp_path / 'empty.toml'}:reports: missing required key"]
+
+
+def test_every_report_id_and_the_locales_are_named_where_they_are_wrong(tmp_path: Path) -> None:
+    text = "[project]\nlocales = 5\n" + GOOD.replace("[reports.r]", "[reports.R]") + GOOD.replace("[reports.r]", "[reports.Q]")
+    where = f"{tmp_path / 'reports.toml'}:"
+    assert _problems(tmp_path, text) == [where + "project.locales: expected a table, got an integer"] + [
+        where + f'reports."{r}": a report id is lower-case letters, digits, \'-\' and \'_\'' for r in "RQ"]
+
+
+def test_one_address_to_tell_of_a_failure_may_be_written_alone(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text(GOOD + 'on_failure = "ops@example.org"\n', encoding="utf-8")
+    assert config.load(path).report("r").on_failure == ("ops@example.org",)
