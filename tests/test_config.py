@@ -746,7 +746,7 @@ templates = "t"
 output = "o"
 locale = "l"
 state = "s/h.sqlite"
-workers = 0
+workers = 3
 max_tasks_per_worker = 1
 executor = "celery"
 redeliver_after = "601s"
@@ -755,9 +755,11 @@ locales = { en = "en_GB", ru = "ru_RU" }
     project = config.load(path)
     assert project == config.Project(
         path, tmp_path, tmp_path / "d", tmp_path / "t", tmp_path / "o", project.reports, tmp_path / "l",
-        {"en": "en_GB", "ru": "ru_RU"}, state_path=tmp_path / "s" / "h.sqlite", workers=0, max_tasks_per_worker=1,
+        {"en": "en_GB", "ru": "ru_RU"}, state_path=tmp_path / "s" / "h.sqlite", workers=3, max_tasks_per_worker=1,
         email=config.EmailSettings(), executor="celery", redeliver_after=601)
     assert list(project.reports) == ["r-2_b", "q"] and project.report("q").datasets == ("brief",)
+    path.write_text("[project]\nworkers = 0\n" + GOOD, encoding="utf-8")
+    assert config.load(path).workers == 0
 
 
 @pytest.mark.parametrize(("written", "problem"), [
