@@ -441,9 +441,12 @@ def test_a_table_whose_columns_are_no_list_names_its_key(tmp_path: Path) -> None
     assert problems[0] == f"{tmp_path / 'reports.toml'}:reports.r.tables.t.columns: expected a non-empty list of strings, got an integer"
 
 
+# GOOD in two languages, so that a text short of one of them can be refused.
+_TWO = GOOD.replace('title = { en = "T" }', 'title = { en = "T", ru = "Т" }').replace('["en"]', '["en", "ru"]')
+
+
 def test_a_chart_short_of_its_kind_its_title_or_a_language_of_its_title_is_named(tmp_path: Path) -> None:
-    two = GOOD.replace('title = { en = "T" }', 'title = { en = "T", ru = "Т" }').replace('["en"]', '["en", "ru"]')
-    problems = _problems(tmp_path, two + '''
+    problems = _problems(tmp_path, _TWO + '''
 [reports.r.charts.a]
 title = { en = "A", ru = "А" }
 facts = ["x"]
@@ -548,9 +551,6 @@ def test_texts_of_a_report_whose_languages_are_wrong_are_not_named_unknown(tmp_p
     where = f"{tmp_path / 'reports.toml'}:"
     assert _problems(tmp_path, text) == [where + "reports.r.languages: expected a non-empty list of strings, got an integer"] + [
         where + p for p in extra]
-
-
-_TWO = GOOD.replace('title = { en = "T" }', 'title = { en = "T", ru = "Т" }').replace('["en"]', '["en", "ru"]')
 
 
 def test_email_settings_are_kept_as_written_and_default_when_left_out(tmp_path: Path) -> None:
